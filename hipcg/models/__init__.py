@@ -1,0 +1,1 @@
+"""Energy models that follow the model-file contract (:mod:`hipcg.modelfile`)."""

@@ -1,0 +1,113 @@
+"""HIP-NN / HIP-NN-TS networks from hippynn, wrapped in the model-file contract.
+
+hippynn modules cannot be scripted (``forward(self, *input)``), so models are exported with
+``torch.jit.trace`` of :class:`HipnnEnergy`; the trace generalises to other bead and pair
+counts because nothing in it branches on sizes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# hippynn picks its message-passing kernels at import time.  Without triton/numba/cupy its
+# default is a torch.compile'd kernel that costs ~30 s on the first call and cannot be traced;
+# the eager kernels are fast on CPU and trace cleanly.  Users can still override both.
+os.environ.setdefault("HIPPYNN_USE_CUSTOM_KERNELS", "_pytorch_raw")
+os.environ.setdefault("HIPPYNN_WARN_LOW_DISTANCES", "False")
+
+import torch  # noqa: E402
+from hippynn.layers.targets import HEnergy  # noqa: E402
+from hippynn.networks.hipnn import Hipnn, HipnnQuad, HipnnVec  # noqa: E402
+
+from ..modelfile import ModelMetadata, save_model  # noqa: E402
+
+NETWORKS = {"Hipnn": Hipnn, "HipnnVec": HipnnVec, "HipnnQuad": HipnnQuad}
+
+
+@dataclass
+class HipnnConfig:
+    """Network hyper-parameters; defaults are the published one-bead methanol model."""
+
+    network: str = "HipnnQuad"
+    n_features: int = 128
+    n_sensitivities: int = 20
+    dist_soft_min: float = 2.0
+    dist_soft_max: float = 13.0
+    cutoff: float = 15.0
+    n_interaction_layers: int = 1
+    n_atom_layers: int = 3
+
+    def __post_init__(self) -> None:
+        if self.network not in NETWORKS:
+            raise ValueError(f"network {self.network!r}: allowed values are {sorted(NETWORKS)}")
+        if not 0 < self.dist_soft_min < self.dist_soft_max < self.cutoff:
+            raise ValueError("need 0 < dist_soft_min < dist_soft_max < cutoff, got "
+                             f"{self.dist_soft_min}, {self.dist_soft_max}, {self.cutoff}")
+
+
+def build_network(config: HipnnConfig, n_types: int) -> torch.nn.Module:
+    cls = NETWORKS[config.network]
+    return cls(n_features=config.n_features, n_sensitivities=config.n_sensitivities,
+               dist_soft_min=config.dist_soft_min, dist_soft_max=config.dist_soft_max,
+               dist_hard_max=config.cutoff, n_atom_layers=config.n_atom_layers,
+               n_interaction_layers=config.n_interaction_layers, n_input_features=n_types)
+
+
+class HipnnEnergy(torch.nn.Module):
+    """Per-bead energies of a hippynn network plus hippynn's hierarchical energy head."""
+
+    def __init__(self, network: torch.nn.Module, head: HEnergy | None = None):
+        super().__init__()
+        self.network = network
+        self.head = head if head is not None else HEnergy(network.feature_sizes)
+        self.n_types = network.nf_in
+        self.uses_coordinates = isinstance(network, HipnnVec)
+
+    def forward(self, species: torch.Tensor, pair_first: torch.Tensor, pair_second: torch.Tensor,
+                pair_vec: torch.Tensor) -> torch.Tensor:
+        features = torch.nn.functional.one_hot(species, self.n_types).to(pair_vec.dtype)
+        dist = torch.linalg.vector_norm(pair_vec, dim=1)
+        if self.uses_coordinates:
+            # hippynn's pair coordinates are x_first - x_second
+            all_features = self.network(features, pair_first, pair_second, dist, -pair_vec)
+        else:
+            all_features = self.network(features, pair_first, pair_second, dist)
+        energy = self.head.layers[0](all_features[0])
+        for layer, feats in zip(self.head.layers[1:], all_features[1:]):
+            energy = energy + layer(feats)
+        return energy.squeeze(1)
+
+
+def example_inputs(n_types: int, cutoff: float, dtype: torch.dtype, n_beads: int = 12,
+                   seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """A small random cluster used only to record the trace."""
+    gen = torch.Generator().manual_seed(seed)
+    pos = torch.rand((n_beads, 3), generator=gen, dtype=torch.float64) * cutoff
+    species = torch.arange(n_beads) % n_types
+    i, j = torch.meshgrid(torch.arange(n_beads), torch.arange(n_beads), indexing="ij")
+    vec = pos[j] - pos[i]
+    keep = (i != j) & (torch.linalg.vector_norm(vec, dim=2) < cutoff)
+    return species, i[keep], j[keep], vec[keep].to(dtype)
+
+
+def trace(model: HipnnEnergy, cutoff: float, dtype: torch.dtype) -> torch.jit.ScriptModule:
+    model = model.to(dtype).eval()
+    inputs = example_inputs(model.n_types, cutoff, dtype)
+    with torch.no_grad():
+        traced = torch.jit.trace(model, inputs, check_trace=False)
+    return traced
+
+
+def export_hipnn(model: HipnnEnergy, path: str | Path, type_names: list[str], config: HipnnConfig,
+                 dtype: str = "float64", info: dict | None = None, overwrite: bool = False) -> Path:
+    """Trace ``model`` and write it with its metadata for ``pair_style hipcg``."""
+    if len(type_names) != model.n_types:
+        raise ValueError(f"{len(type_names)} type names for a model with {model.n_types} types")
+    metadata = ModelMetadata(type_names=list(type_names), cutoff=config.cutoff,
+                             n_interaction_layers=config.n_interaction_layers, dtype=dtype,
+                             model=f"hipnn:{config.network}",
+                             info={"hyperparameters": config.__dict__, **(info or {})})
+    traced = trace(model, config.cutoff, metadata.torch_dtype)
+    return save_model(traced, path, metadata, overwrite=overwrite)

@@ -1,0 +1,50 @@
+"""Lennard-Jones in the model-file contract: the reference model for checking a plugin build.
+
+With the same epsilon, sigma and cutoff it must reproduce LAMMPS ``pair_style lj/cut``
+(no energy shift, mixing given explicitly per type pair) to rounding error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..modelfile import ModelMetadata, save_model
+
+
+class LennardJones(torch.nn.Module):
+    """E = sum over pairs 4 eps [(sigma/r)^12 - (sigma/r)^6], half of each pair to each bead."""
+
+    def __init__(self, epsilon: np.ndarray, sigma: np.ndarray, dtype: torch.dtype = torch.float64):
+        super().__init__()
+        epsilon = np.atleast_2d(np.asarray(epsilon, dtype=np.float64))
+        sigma = np.atleast_2d(np.asarray(sigma, dtype=np.float64))
+        if epsilon.shape != sigma.shape or epsilon.shape[0] != epsilon.shape[1]:
+            raise ValueError("epsilon and sigma must be square (n_types x n_types) and the same shape")
+        if not (np.allclose(epsilon, epsilon.T) and np.allclose(sigma, sigma.T)):
+            raise ValueError("epsilon and sigma must be symmetric")
+        self.register_buffer("epsilon", torch.as_tensor(epsilon, dtype=dtype))
+        self.register_buffer("sigma_sq", torch.as_tensor(sigma**2, dtype=dtype))
+
+    def forward(self, species: torch.Tensor, pair_first: torch.Tensor, pair_second: torch.Tensor,
+                pair_vec: torch.Tensor) -> torch.Tensor:
+        ti = species[pair_first]
+        tj = species[pair_second]
+        r_sq = (pair_vec * pair_vec).sum(dim=1)
+        s6 = (self.sigma_sq[ti, tj] / r_sq) ** 3
+        pair_energy = 4.0 * self.epsilon[ti, tj] * (s6 * s6 - s6)
+        node_energy = torch.zeros(species.shape[0], dtype=pair_vec.dtype, device=pair_vec.device)
+        return node_energy.index_add(0, pair_first, 0.5 * pair_energy)
+
+
+def export_lennard_jones(path: str | Path, type_names: list[str], epsilon, sigma, cutoff: float,
+                         dtype: str = "float64", overwrite: bool = False) -> Path:
+    """Write a Lennard-Jones model file (TorchScript + metadata) for ``pair_style hipcg``."""
+    metadata = ModelMetadata(type_names=list(type_names), cutoff=float(cutoff),
+                             n_interaction_layers=1, dtype=dtype, model="lennard-jones",
+                             info={"epsilon": np.atleast_2d(epsilon).tolist(),
+                                   "sigma": np.atleast_2d(sigma).tolist()})
+    module = torch.jit.script(LennardJones(epsilon, sigma, dtype=metadata.torch_dtype))
+    return save_model(module, path, metadata, overwrite=overwrite)

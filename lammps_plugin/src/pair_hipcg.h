@@ -1,0 +1,61 @@
+/* -*- c++ -*- -----------------------------------------------------------
+   pair_style hipcg: a machine-learned many-body potential read from a
+   TorchScript model file that follows the hipcg model-file contract
+   (docs/model-file-contract.md).
+------------------------------------------------------------------------- */
+#ifndef LMP_PAIR_HIPCG_H
+#define LMP_PAIR_HIPCG_H
+
+#include <torch/script.h>
+
+#include "pair.h"
+
+#include <string>
+#include <vector>
+
+namespace LAMMPS_NS {
+
+class PairHipcg : public Pair {
+ public:
+  PairHipcg(class LAMMPS *);
+  ~PairHipcg() override;
+  void compute(int, int) override;
+  void settings(int, char **) override;
+  void coeff(int, char **) override;
+  void init_style() override;
+  double init_one(int, int) override;
+
+ private:
+  void allocate();
+  void load_model(const std::string &path);
+  torch::Device choose_device(const std::string &request);
+  void build_graph();
+
+  // model and what its metadata says about it
+  torch::jit::Module model_;
+  bool model_loaded_ = false;
+  std::string model_path_;
+  std::vector<std::string> type_names_;
+  double model_cutoff_ = 0.0;
+  int n_interaction_layers_ = 1;
+  std::string model_units_;
+  torch::Dtype dtype_ = torch::kFloat64;
+
+  // settings
+  std::string device_request_ = "cpu";
+  torch::Device device_ = torch::Device(torch::kCPU);
+  int torch_threads_ = 0;    // 0: leave libtorch's default
+
+  std::vector<int64_t> lammps_to_model_type_;    // index: LAMMPS type (1-based)
+
+  // graph handed to the model each step; buffers are reused between steps
+  int n_nodes_ = 0;
+  std::vector<int64_t> node_species_;
+  std::vector<int64_t> pair_first_node_, pair_second_node_;    // graph node indices
+  std::vector<int> pair_first_atom_, pair_second_atom_;        // LAMMPS atom indices
+  std::vector<double> pair_vec_;                               // x_second - x_first, float64
+};
+
+}    // namespace LAMMPS_NS
+
+#endif
