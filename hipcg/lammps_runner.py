@@ -62,3 +62,35 @@ def run_lammps(script: str, workdir: str | os.PathLike, nprocs: int = 1, threads
     log = workdir / log_name
     thermo = LogFile(str(log)).runs if log.exists() else []
     return LammpsResult(workdir=workdir, output=output, thermo=thermo)
+
+
+def read_dump(path: str | os.PathLike) -> list[dict[str, "np.ndarray"]]:
+    """Frames of a LAMMPS text dump as {column: array} (plus 'timestep'), rows sorted by id.
+
+    Written by hand because it must return arbitrary per-atom columns (``c_pe``, ``v_*``) that
+    trajectory readers such as MDAnalysis do not expose; it is only used on dumps we write.
+    """
+    import numpy as np
+
+    frames = []
+    lines = Path(path).read_text().splitlines()
+    k = 0
+    while k < len(lines):
+        if not lines[k].startswith("ITEM: TIMESTEP"):
+            raise ValueError(f"{path}: line {k + 1}: expected 'ITEM: TIMESTEP', got {lines[k]!r}")
+        timestep = int(lines[k + 1])
+        n_atoms = int(lines[k + 3])
+        header = lines[k + 8]
+        if not header.startswith("ITEM: ATOMS"):
+            raise ValueError(f"{path}: line {k + 9}: expected 'ITEM: ATOMS', got {header!r}")
+        columns = header.split()[2:]
+        rows = np.loadtxt(lines[k + 9: k + 9 + n_atoms], ndmin=2)
+        if rows.shape != (n_atoms, len(columns)):
+            raise ValueError(f"{path}: frame at timestep {timestep} is truncated")
+        if "id" in columns:
+            rows = rows[np.argsort(rows[:, columns.index("id")])]
+        frame = {name: rows[:, c] for c, name in enumerate(columns)}
+        frame["timestep"] = timestep
+        frames.append(frame)
+        k += 9 + n_atoms
+    return frames
