@@ -1,62 +1,27 @@
-"""The ``hipcg`` command: a thin argparse layer over the package's functions."""
+"""The ``hipcg`` command: a thin argparse layer over the package's functions.
+
+Subcommands live in :mod:`hipcg.commands`, one module per stage, each with ``register``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import pkgutil
 import sys
-import time
-from pathlib import Path
 
-
-def _build_plugin(args: argparse.Namespace) -> int:
-    from .plugin import build_plugin
-
-    print(build_plugin(force=args.force, jobs=args.jobs, verbose=True))
-    return 0
-
-
-def _check_plugin(args: argparse.Namespace) -> int:
-    from .selfcheck import LJSystem, check_plugin
-    from .plugin import build_plugin
-
-    start = time.perf_counter()
-    plugin = build_plugin(verbose=True)
-    system = LJSystem(cells=args.cells, steps=args.steps)
-    print(f"plugin: {plugin}")
-    print(f"running {system.steps} NVE steps of {system.n_atoms} LJ atoms with lj/cut and with "
-          f"pair_style hipcg on {args.np} MPI rank(s) ...")
-    passed, cmp = check_plugin(workdir=args.workdir, system=system, nprocs=args.np,
-                               tolerance=args.tolerance, plugin=plugin)
-    print(f"largest relative difference, hipcg vs lj/cut over {cmp.steps} steps:")
-    print(f"  potential energy  {cmp.energy:.2e}")
-    print(f"  per-atom energy   {cmp.per_atom_energy:.2e}")
-    print(f"  forces            {cmp.forces:.2e}")
-    print(f"  pressure          {cmp.pressure:.2e}")
-    verdict = "PASS" if passed else "FAIL"
-    print(f"{verdict}: worst {cmp.worst:.2e} vs tolerance {args.tolerance:.0e} "
-          f"({time.perf_counter() - start:.1f} s)")
-    return 0 if passed else 1
+from . import commands
 
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="hipcg", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="hipcg", description="Machine-learned coarse-grained force fields for LAMMPS.")
     parser.add_argument("--version", action="version", version=f"hipcg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("build-plugin", help="build hipcgplugin.so (if missing or stale) and print its path")
-    p.add_argument("--force", action="store_true", help="rebuild even if an up-to-date build exists")
-    p.add_argument("--jobs", "-j", type=int, default=None, help="parallel compile jobs")
-    p.set_defaults(func=_build_plugin)
-
-    p = sub.add_parser("check-plugin", help="self-test: pair_style hipcg + LJ model against lj/cut")
-    p.add_argument("--np", type=int, default=1, help="MPI ranks (mpirun -np N)")
-    p.add_argument("--steps", type=int, default=100, help="NVE steps")
-    p.add_argument("--cells", type=int, default=5, help="fcc cells per side (4 cells^3 atoms)")
-    p.add_argument("--tolerance", type=float, default=1e-10, help="largest relative difference")
-    p.add_argument("--workdir", type=Path, default=None, help="keep the LAMMPS runs here")
-    p.set_defaults(func=_check_plugin)
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        importlib.import_module(f"{commands.__name__}.{info.name}").register(sub)
     return parser
 
 
