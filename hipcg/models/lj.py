@@ -19,8 +19,8 @@ class LennardJones(torch.nn.Module):
 
     def __init__(self, epsilon: np.ndarray, sigma: np.ndarray, dtype: torch.dtype = torch.float64):
         super().__init__()
-        epsilon = np.atleast_2d(np.asarray(epsilon, dtype=np.float64))
-        sigma = np.atleast_2d(np.asarray(sigma, dtype=np.float64))
+        epsilon = np.ascontiguousarray(np.atleast_2d(np.asarray(epsilon, dtype=np.float64)))
+        sigma = np.ascontiguousarray(np.atleast_2d(np.asarray(sigma, dtype=np.float64)))
         if epsilon.shape != sigma.shape or epsilon.shape[0] != epsilon.shape[1]:
             raise ValueError("epsilon and sigma must be square (n_types x n_types) and the same shape")
         if not (np.allclose(epsilon, epsilon.T) and np.allclose(sigma, sigma.T)):

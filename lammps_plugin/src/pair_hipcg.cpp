@@ -11,12 +11,9 @@
             per-bead virial by splitting each pair's -r_ij (x) dE/dr_ij
             half and half.
 
-   One interaction layer: a bead's energy depends only on its neighbours'
-   species, so ghost beads never need to pass through the network: every
-   ghost neighbour is represented by one shared "species node" per model
-   type.  Several interaction layers: the graph holds local and ghost beads
-   and the pairs of the ghost neighbour list, which requires a ghost cutoff
-   of at least n_layers * cutoff + skin.
+   Only beads within n_layers - 1 hops of a local bead pass through the
+   network (see build_graph); several interaction layers need the ghost
+   neighbour list and a ghost cutoff of at least n_layers * cutoff + skin.
 ------------------------------------------------------------------------- */
 
 #include "pair_hipcg.h"
@@ -24,6 +21,7 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
 
 #include "atom.h"
 #include "comm.h"
@@ -56,6 +54,13 @@ PairHipcg::PairHipcg(LAMMPS *lmp) : Pair(lmp)
   manybody_flag = 1;
   centroidstressflag = CENTROID_NOTAVAIL;
   no_virial_fdotr_compute = 0;
+  // The profiling graph executor specialises on tensor shapes; pair counts change every
+  // step, so it would re-profile and re-optimise again and again (seconds per step).
+  // Plain eager-style execution of the TorchScript graph is what a per-step MD call needs.
+  if (const char *opt = std::getenv("HIPCG_JIT_OPTIMIZE"))
+    torch::jit::setGraphExecutorOptimize(std::string(opt) == "1");
+  else
+    torch::jit::setGraphExecutorOptimize(false);
 }
 
 PairHipcg::~PairHipcg()
@@ -259,7 +264,14 @@ double PairHipcg::init_one(int i, int j)
   return model_cutoff_;
 }
 
-/* Collect the graph nodes and the pairs within the model cutoff. */
+/* Collect the graph nodes and the pairs within the model cutoff.
+
+   With L interaction layers a local bead's energy depends on beads up to L cutoffs away, but
+   only beads within L-1 hops of a local bead need features of their own: the beads one hop
+   further contribute nothing but their species (the input features).  So a breadth-first
+   search from the local beads marks hop counts; beads at hop < L become graph nodes (local
+   beads first, keeping their LAMMPS index), and every neighbour at hop L is represented by
+   one shared node per model type.  For L = 1 this means ghosts never enter the network. */
 
 void PairHipcg::build_graph()
 {
@@ -267,15 +279,21 @@ void PairHipcg::build_graph()
   const int *type = atom->type;
   const int nlocal = atom->nlocal;
   const int nall = nlocal + atom->nghost;
-  const bool one_layer = (n_interaction_layers_ == 1);
-  const int n_model_types = static_cast<int>(type_names_.size());
+  const int n_layers = n_interaction_layers_;
+  const int *numneigh = list->numneigh;
+  int **firstneigh = list->firstneigh;
+  const double cutsq_model = model_cutoff_ * model_cutoff_;
 
-  n_nodes_ = one_layer ? nlocal + n_model_types : nall;
-  node_species_.resize(n_nodes_);
-  const int n_atom_nodes = one_layer ? nlocal : nall;
-  for (int i = 0; i < n_atom_nodes; i++) node_species_[i] = lammps_to_model_type_[type[i]];
-  if (one_layer)
-    for (int t = 0; t < n_model_types; t++) node_species_[nlocal + t] = t;
+  hop_.assign(nall, -1);
+  atom_node_.assign(nall, -1);
+  frontier_.clear();
+  for (int ii = 0; ii < list->inum; ii++) {
+    const int i = list->ilist[ii];
+    hop_[i] = 0;
+    atom_node_[i] = i;
+    frontier_.push_back(i);
+  }
+  int n_real = nlocal;
 
   pair_first_node_.clear();
   pair_second_node_.clear();
@@ -283,13 +301,10 @@ void PairHipcg::build_graph()
   pair_second_atom_.clear();
   pair_vec_.clear();
 
-  const double cutsq_model = model_cutoff_ * model_cutoff_;
-  const int n_centres = one_layer ? list->inum : list->inum + list->gnum;
-  const int *ilist = list->ilist;
-  const int *numneigh = list->numneigh;
-  int **firstneigh = list->firstneigh;
-  for (int ii = 0; ii < n_centres; ii++) {
-    const int i = ilist[ii];
+  // frontier_ grows while it is walked: beads at hop k are appended while hop k-1 is processed
+  for (size_t f = 0; f < frontier_.size(); f++) {
+    const int i = frontier_[f];
+    const int next_hop = hop_[i] + 1;
     const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
     const int *jlist = firstneigh[i];
     const int jnum = numneigh[i];
@@ -297,16 +312,34 @@ void PairHipcg::build_graph()
       const int j = jlist[jj] & NEIGHMASK;
       const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
       if (dx * dx + dy * dy + dz * dz >= cutsq_model) continue;
+      if (hop_[j] < 0) {
+        hop_[j] = next_hop;
+        if (next_hop < n_layers) {
+          atom_node_[j] = n_real++;
+          frontier_.push_back(j);
+        }
+      }
       pair_first_atom_.push_back(i);
       pair_second_atom_.push_back(j);
-      pair_first_node_.push_back(i);
-      pair_second_node_.push_back((one_layer && j >= nlocal) ? nlocal + lammps_to_model_type_[type[j]]
-                                                              : j);
+      pair_first_node_.push_back(atom_node_[i]);
+      // hop-L beads: placeholder -(model type + 1), resolved once n_real is known
+      pair_second_node_.push_back(atom_node_[j] >= 0 ? atom_node_[j]
+                                                     : -(lammps_to_model_type_[type[j]] + 1));
       pair_vec_.push_back(dx);
       pair_vec_.push_back(dy);
       pair_vec_.push_back(dz);
     }
   }
+  if (n_real > nall) error->one(FLERR, "pair hipcg: internal error building the graph");
+
+  const int n_model_types = static_cast<int>(type_names_.size());
+  n_nodes_ = n_real + n_model_types;
+  node_species_.resize(n_nodes_);
+  for (int i = 0; i < nall; i++)
+    if (atom_node_[i] >= 0) node_species_[atom_node_[i]] = lammps_to_model_type_[type[i]];
+  for (int t = 0; t < n_model_types; t++) node_species_[n_real + t] = t;
+  for (auto &node : pair_second_node_)
+    if (node < 0) node = n_real + (-node - 1);
 }
 
 void PairHipcg::compute(int eflag, int vflag)

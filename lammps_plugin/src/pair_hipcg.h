@@ -54,6 +54,9 @@ class PairHipcg : public Pair {
   std::vector<int64_t> pair_first_node_, pair_second_node_;    // graph node indices
   std::vector<int> pair_first_atom_, pair_second_atom_;        // LAMMPS atom indices
   std::vector<double> pair_vec_;                               // x_second - x_first, float64
+  std::vector<int> hop_;          // per atom: hops from the nearest local bead, -1 if unreached
+  std::vector<int> atom_node_;    // per atom: graph node, -1 if represented by its species node
+  std::vector<int> frontier_;     // atoms whose pairs enter the graph, in breadth-first order
 };
 
 }    // namespace LAMMPS_NS
