@@ -17,9 +17,15 @@ from pathlib import Path
 os.environ.setdefault("HIPPYNN_USE_CUSTOM_KERNELS", "_pytorch_raw")
 os.environ.setdefault("HIPPYNN_WARN_LOW_DISTANCES", "False")
 
+import warnings  # noqa: E402
+
 import torch  # noqa: E402
-from hippynn.layers.targets import HEnergy  # noqa: E402
-from hippynn.networks.hipnn import Hipnn, HipnnQuad, HipnnVec  # noqa: E402
+
+with warnings.catch_warnings():
+    # import-time notices about kernel choice and sparse invariant checks: nothing to act on
+    warnings.simplefilter("ignore", UserWarning)
+    from hippynn.layers.targets import HEnergy  # noqa: E402
+    from hippynn.networks.hipnn import Hipnn, HipnnQuad, HipnnVec  # noqa: E402
 
 from ..modelfile import ModelMetadata, save_model  # noqa: E402
 
