@@ -201,7 +201,7 @@ class DatasetWriter:
             if value.shape != shape:
                 raise DatasetError(f"{self.path}: frame {self.n_frames}: {name} has shape "
                                    f"{value.shape}, expected {shape}")
-            self._files[name].write(value.tobytes())
+            self._files[name].write(memoryview(value).cast("B"))  # no copy
         self.n_frames += 1
 
     def close(self) -> Path:
@@ -222,7 +222,7 @@ class DatasetWriter:
                     with zf.open(f"{name}.npy", "w", force_zip64=True) as out, \
                             open(self._tmpdir / f"{name}.raw", "rb") as raw:
                         np.lib.format.write_array_header_2_0(out, header)
-                        shutil.copyfileobj(raw, out, 1 << 22)
+                        shutil.copyfileobj(raw, out, 1 << 20)  # 1 MiB chunks: bounded memory
                 for name, value in small.items():
                     with zf.open(f"{name}.npy", "w", force_zip64=True) as out:
                         np.lib.format.write_array(out, value, allow_pickle=False)

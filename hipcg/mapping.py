@@ -366,49 +366,111 @@ class CGMap:
                    n_atoms_universe=len(atoms.universe.atoms))
 
     # ----------------------------------------------------------------- apply
+    def __post_init__(self):
+        # Per-frame work runs on (3, n) rows: numpy is slow when the innermost loop is the
+        # length-3 xyz axis (broadcasting a box vector over (n, 3) is ~10x slower).  Segment
+        # sums are one np.bincount over the flattened rows with index row*n_beads + bead,
+        # several times faster than np.add.reduceat.  When the topology already lists atoms
+        # bead by bead (the usual case) the gather is skipped.
+        n = len(self.order)
+        self._identity = n == self.n_atoms_universe and bool(
+            (self.order == np.arange(n)).all())
+        sizes = np.diff(np.append(self.bead_start, n))
+        bead_of_atom = np.repeat(np.arange(self.n_beads), sizes)
+        self._bead_of_atom = bead_of_atom
+        self._buf = self._seg = None  # scratch (rows, n) buffer and its bincount index
+        where = np.empty(self.n_atoms_universe, dtype=np.int64)
+        where[self.order] = np.arange(n)
+        # Gathers are 1-D np.take on flattened arrays with precomputed flat indices: much
+        # faster than fancy indexing along an axis, and the (n, 3) -> (3, n) transpose comes
+        # for free.
+        xyz = np.arange(3)[:, None]
+        self._flat_order = (3 * self.order[None, :] + xyz).ravel()
+        self._flat_ref = (xyz * n + where[self.ref][None, :]).ravel()
+        self._flat_bead_ref = (xyz * n + where[self.bead_ref][None, :]).ravel()
+
+    def _fill(self, out: np.ndarray, values: np.ndarray) -> None:
+        """(n_atoms, 3) universe array -> ``out`` (3, n) float64 rows, in bead order."""
+        if self._identity:
+            np.copyto(out, values.T)
+        else:
+            flat = np.take(np.ascontiguousarray(values).ravel(), self._flat_order)
+            np.copyto(out, flat.reshape(3, -1))
+
     def apply(self, positions, forces, box, velocities=None):
         """Map one frame (arrays over all universe atoms, real units; ``box`` rows = vectors).
 
         Returns ``(bead_positions, bead_forces, bead_velocities or None)`` in float64.
+        Not re-entrant: one CGMap reuses one scratch buffer (no per-frame allocation).
         """
         box = np.asarray(box, dtype=np.float64)
+        rows = 9 if velocities is not None else 6
+        n = len(self.order)
+        if self._buf is None or self._buf.shape[0] < rows:
+            self._buf = np.empty((rows, n))
+            self._seg = (np.arange(rows)[:, None] * self.n_beads + self._bead_of_atom).ravel()
+        buf = self._buf[:rows]
+        x = buf[0:3]
+        self._fill(x, positions)
+        centres = np.take(x.ravel(), self._flat_bead_ref).reshape(3, -1)  # each bead's anchor
         # Minimum image of each atom relative to its molecule's first atom makes molecules
         # whole.  Hand-written rather than MDAnalysis ``make_whole``/``unwrap`` because those
         # walk bonds molecule by molecule in Python-level loops and need bond information;
         # this is one vectorised pass, in fractional coordinates so triclinic boxes work.
         # It assumes every molecule spans less than half the box in each direction.
-        anchor = positions[self.ref]
-        d = np.asarray(positions[self.order], dtype=np.float64) - anchor
-        if _orthorhombic(box):
-            lengths = box.diagonal()
-            d -= lengths * np.rint(d / lengths)
-            inv = None
+        x -= np.take(x.ravel(), self._flat_ref).reshape(3, n)  # x now holds d = x - anchor
+        ortho = _orthorhombic(box)
+        if ortho:
+            lengths = box.diagonal()[:, None]
+            frac = x * (1.0 / lengths)
+            np.rint(frac, out=frac)
+            frac *= lengths
+            x -= frac
         else:
             inv = np.linalg.inv(box)
-            frac = d @ inv
+            frac = inv.T @ x  # columns: fractional coordinates
             frac -= np.rint(frac)
-            d = frac @ box
-        centres = positions[self.bead_ref] + np.add.reduceat(
-            d * self.weights[:, None], self.bead_start, axis=0)
+            np.matmul(box.T, frac, out=x)
+        x *= self.weights
+        self._fill(buf[3:6], forces)
+        if velocities is not None:
+            self._fill(buf[6:9], velocities)
+            buf[6:9] *= self.atom_masses
+        # All segment sums in one np.bincount (float64 accumulation).
+        sums = np.bincount(self._seg[:rows * n], buf.ravel(),
+                           minlength=rows * self.n_beads).reshape(rows, -1)
+        centres += sums[0:3]
         # Centres are wrapped back into the box: the CG model sees an ordinary periodic
         # configuration (as LAMMPS keeps one), independent of how the source was wrapped.
-        if inv is None:
+        if ortho:
             centres -= lengths * np.floor(centres / lengths)
+            centres = np.ascontiguousarray(centres.T)
         else:
+            centres = centres.T
             frac = centres @ inv
             frac -= np.floor(frac)
             centres = frac @ box
-        bead_forces = np.add.reduceat(np.asarray(forces[self.order], dtype=np.float64),
-                                      self.bead_start, axis=0)
+        bead_forces = sums[3:6].T.copy()
         bead_vel = None
         if velocities is not None:
-            momenta = velocities[self.order] * self.atom_masses[:, None]
-            bead_vel = np.add.reduceat(momenta, self.bead_start, axis=0) / self.masses[:, None]
+            bead_vel = sums[6:9].T / self.masses[:, None]
         return centres, bead_forces, bead_vel
 
 
 def _orthorhombic(box: np.ndarray) -> bool:
-    return not (box[np.triu_indices(3, 1)].any() or box[np.tril_indices(3, -1)].any())
+    # Scalar comparisons: np.triu_indices & co. cost more than the whole minimum image.
+    return box[0, 1] == box[0, 2] == box[1, 0] == box[1, 2] == box[2, 0] == box[2, 1] == 0.0
+
+
+def _box_matrix(dimensions: np.ndarray) -> np.ndarray:
+    """[a, b, c, alpha, beta, gamma] -> rows = box vectors; MDAnalysis' general conversion
+    is a sizeable part of the per-frame cost, so rectangular boxes take a shortcut."""
+    dims = np.asarray(dimensions, dtype=np.float64)
+    if dims[3] == dims[4] == dims[5] == 90.0:
+        return np.diag(dims[:3])
+    from MDAnalysis.lib.mdamath import triclinic_vectors
+
+    return triclinic_vectors(dims).astype(np.float64)
 
 
 def _bead_slots(spec: MoleculeSpec, names, n_atoms: int, src: str, residue: str) -> list[np.ndarray]:
@@ -498,7 +560,7 @@ def map_trajectory(universe, cgmap: CGMap | Mapping, start: int | None = None,
             raise MappingError(f"{source}: frame {ts.frame}: no velocities in the trajectory")
         if ts.dimensions is None:
             raise MappingError(f"{source}: frame {ts.frame}: no periodic box")
-        box = ts.triclinic_dimensions.astype(np.float64) * f["length"]
+        box = _box_matrix(ts.dimensions) * f["length"]
         pos = ts.positions if f["length"] == 1.0 else ts.positions * f["length"]
         frc = ts.forces if f["force"] == 1.0 else ts.forces * f["force"]
         vel = None
@@ -572,7 +634,7 @@ def write_dataset(universe, mapping: Mapping | CGMap, out, start: int | None = N
         for fr in tqdm(stream, total=len(frames), disable=not progress, unit="frame",
                        desc="mapping", leave=False):
             writer.append(fr.positions, fr.forces, fr.box, fr.velocities)
-            force_sum += np.sqrt((fr.forces ** 2).sum(axis=1)).mean()
+            force_sum += np.sqrt(np.einsum("ij,ij->i", fr.forces, fr.forces)).mean()
             volume_sum += abs(np.linalg.det(fr.box))
             n += 1
         # g/mol per Å^3 -> g/cm^3: 1e24 / N_A
