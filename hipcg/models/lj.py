@@ -25,16 +25,18 @@ class LennardJones(torch.nn.Module):
             raise ValueError("epsilon and sigma must be square (n_types x n_types) and the same shape")
         if not (np.allclose(epsilon, epsilon.T) and np.allclose(sigma, sigma.T)):
             raise ValueError("epsilon and sigma must be symmetric")
-        self.register_buffer("epsilon", torch.as_tensor(epsilon, dtype=dtype))
-        self.register_buffer("sigma_sq", torch.as_tensor(sigma**2, dtype=dtype))
+        self.n_types = epsilon.shape[0]
+        # flattened per-type-pair tables: one index_select per pair instead of 2-d fancy indexing
+        self.register_buffer("epsilon", torch.as_tensor(epsilon.ravel(), dtype=dtype))
+        self.register_buffer("sigma_sq", torch.as_tensor((sigma**2).ravel(), dtype=dtype))
 
     def forward(self, species: torch.Tensor, pair_first: torch.Tensor, pair_second: torch.Tensor,
                 pair_vec: torch.Tensor) -> torch.Tensor:
-        ti = species[pair_first]
-        tj = species[pair_second]
+        pair_type = species.index_select(0, pair_first) * self.n_types + species.index_select(0, pair_second)
         r_sq = (pair_vec * pair_vec).sum(dim=1)
-        s6 = (self.sigma_sq[ti, tj] / r_sq) ** 3
-        pair_energy = 4.0 * self.epsilon[ti, tj] * (s6 * s6 - s6)
+        s2 = self.sigma_sq.index_select(0, pair_type) / r_sq
+        s6 = s2 * s2 * s2
+        pair_energy = 4.0 * self.epsilon.index_select(0, pair_type) * (s6 * s6 - s6)
         node_energy = torch.zeros(species.shape[0], dtype=pair_vec.dtype, device=pair_vec.device)
         return node_energy.index_add(0, pair_first, 0.5 * pair_energy)
 

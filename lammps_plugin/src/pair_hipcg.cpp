@@ -38,6 +38,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <malloc.h>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -45,6 +46,23 @@ using namespace LAMMPS_NS;
 
 static const char METADATA_FILE[] = "hipcg_metadata.json";
 static const int CONTRACT_VERSION = 1;
+
+/* The network's temporaries are tens of MB each (pairs x sensitivities).  glibc serves such
+   blocks with fresh mmap()s and returns them on free, so every step pays page faults to zero
+   hundreds of MB again (measured: ~45% of a 256-bead step).  Keeping freed memory in the heap
+   removes that.  Process-wide and harmless for LAMMPS (memory stays at its peak, which the
+   next step needs anyway); HIPCG_MALLOC_TUNING=0 turns it off. */
+static void tune_malloc_once()
+{
+  static bool done = false;
+  if (done) return;
+  done = true;
+  const char *env = std::getenv("HIPCG_MALLOC_TUNING");
+  if (env && std::string(env) == "0") return;
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_TOP_PAD, 64 << 20);
+}
 
 PairHipcg::PairHipcg(LAMMPS *lmp) : Pair(lmp)
 {
@@ -57,6 +75,7 @@ PairHipcg::PairHipcg(LAMMPS *lmp) : Pair(lmp)
   // The profiling graph executor specialises on tensor shapes; pair counts change every
   // step, so it would re-profile and re-optimise again and again (seconds per step).
   // Plain eager-style execution of the TorchScript graph is what a per-step MD call needs.
+  tune_malloc_once();
   if (const char *opt = std::getenv("HIPCG_JIT_OPTIMIZE"))
     torch::jit::setGraphExecutorOptimize(std::string(opt) == "1");
   else
