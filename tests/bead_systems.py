@@ -67,7 +67,9 @@ pair_coeff * * {model} {type_names}
 neighbor 1.0 bin
 compute pea all pe/atom
 compute pe_sum all reduce sum c_pea
-thermo_style custom step pe c_pe_sum press pxx pyy pzz pxy pxz pyz vol
+compute sa all stress/atom NULL virial
+compute sa_sum all reduce sum c_sa[1] c_sa[2] c_sa[3] c_sa[4] c_sa[5] c_sa[6]
+thermo_style custom step pe c_pe_sum press pxx pyy pzz pxy pxz pyz vol c_sa_sum[*]
 thermo_modify format float %.17g
 dump forces all custom 1 forces.dump id type fx fy fz c_pea
 dump_modify forces sort id format float %.17g

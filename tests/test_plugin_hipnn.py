@@ -59,6 +59,9 @@ def test_two_layer_model_matches_python_graph_in_periodic_box(plugin_path, two_l
     expected = np.array([w[0, 0], w[1, 1], w[2, 2], w[0, 1], w[0, 2], w[1, 2]]) / volume * NKTV2P
     got = np.array([thermo[k][0] for k in STRESS_KEYS])
     assert np.abs(got - expected).max() < 1e-9 * np.abs(expected).max()
+    # per-bead virials (compute stress/atom, pressure x volume) add up to the global virial
+    per_atom_sum = np.array([thermo[f"c_sa_sum[{k}]"][0] for k in range(1, 7)])
+    assert np.abs(-per_atom_sum / volume - expected).max() < 1e-9 * np.abs(expected).max()
 
 
 def test_two_layer_model_two_ranks_equal_one_rank(plugin_path, two_layer_model, tmp_path):
