@@ -1,0 +1,277 @@
+"""The classical baseline: pairwise force matching (multiscale coarse-graining, MS-CG).
+
+For each bead-type pair a central pair force f(r) (positive = repulsive) is expanded in linear
+hat functions on a grid of spacing ``dr`` up to the cutoff, f(r) = sum_k c_k phi_k(r), so the
+CG force on bead i is linear in the coefficients:
+
+    F_i = sum_{j != i, r_ij < rc} f_{t_i t_j}(r_ij) (x_i - x_j) / r_ij  =  G_i c.
+
+The coefficients minimise sum over frames and beads |F_mapped - G c|^2; the normal equations
+G^T G c = G^T F are accumulated frame by frame (memory independent of the number of frames)
+and solved with a small ridge term, which also pins grid points that no sampled pair reaches.
+f(rc) = 0 is imposed (the last grid point is dropped) so the force is continuous at the cutoff.
+
+The fitted f(r) is integrated to U(r) = int_r^rc f dr' and written as a LAMMPS
+``pair_style table`` file (linear interpolation, consistent energy and force columns), with a
+descriptor JSON next to it that ``hipcg simulate`` accepts in place of a model file.  Pairs
+are all bead pairs within the cutoff, intramolecular ones included, exactly as LAMMPS applies
+a pair style to an ``atom_style atomic`` system.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .analysis import type_pairs
+
+DESCRIPTOR_KIND = "hipcg-baseline-table"
+
+
+def _pair_index(a: np.ndarray, b: np.ndarray, n_types: int) -> np.ndarray:
+    """Index of the unordered type pair (a, b) in :func:`hipcg.analysis.type_pairs` order."""
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    # row lo starts after sum_{k<lo} (n_types - k) pairs
+    return lo * n_types - lo * (lo - 1) // 2 + (hi - lo)
+
+
+def frame_pairs(positions: np.ndarray, box: np.ndarray, cutoff: float):
+    """Ordered pairs (i, j, d = x_j - x_i) within the cutoff.
+
+    MDAnalysis's cell-list search (minimum image) when the cutoff is below half the box width,
+    an order of magnitude faster than ASE's list; otherwise every periodic image via
+    :func:`hipcg.graph.periodic_graph`.
+    """
+    from MDAnalysis.lib.distances import minimize_vectors, self_capped_distance
+
+    from .analysis import box_dimensions, box_widths
+
+    positions = np.asarray(positions, dtype=np.float64)
+    if cutoff >= 0.5 * box_widths(box).min():
+        from .graph import periodic_graph
+
+        g = periodic_graph(positions, box, np.zeros(len(positions), dtype=np.int64), cutoff)
+        return g.pair_first, g.pair_second, g.pair_vec
+    dims = box_dimensions(box)
+    pairs, _ = self_capped_distance(positions, cutoff, box=dims)
+    a, b = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
+    d = minimize_vectors(positions[b] - positions[a], dims)
+    keep = np.einsum("ij,ij->i", d, d) < cutoff * cutoff
+    a, b, d = a[keep], b[keep], d[keep]
+    return np.concatenate([a, b]), np.concatenate([b, a]), np.concatenate([d, -d])
+
+
+@dataclass
+class PairForceTable:
+    """Tabulated pair forces: f[p] on the grid r for type pair p (type_pairs order)."""
+
+    type_names: list[str]
+    cutoff: float
+    r: np.ndarray  # (K,) grid, Å
+    f: np.ndarray  # (P, K) kcal/(mol Å), positive = repulsive
+    r_inner: np.ndarray  # (P,) first well-sampled grid point per pair (below: a repulsive wall)
+    wall_slope: np.ndarray | None = None  # (P,) -df/dr of the wall, kcal/(mol Å^2)
+
+    def __post_init__(self):
+        if self.wall_slope is None:
+            self.wall_slope = np.full(len(self.r_inner), MIN_WALL_SLOPE)
+
+    @property
+    def pairs(self) -> list[tuple[int, int]]:
+        return type_pairs(len(self.type_names))
+
+    def force(self, p: int, r: np.ndarray) -> np.ndarray:
+        """f(r) of pair p: linear interpolation; a stiff linear wall below the sampled range."""
+        r = np.asarray(r, dtype=np.float64)
+        f = np.interp(r, self.r, self.f[p], right=0.0)
+        inner = self.r_inner[p]
+        f_in = np.interp(inner, self.r, self.f[p])
+        wall = f_in + self.wall_slope[p] * (inner - r)  # continuous at r_inner
+        return np.where(r < inner, wall, f)
+
+    def forces(self, positions: np.ndarray, box: np.ndarray, bead_types: np.ndarray) -> np.ndarray:
+        """CG forces on every bead of one frame, kcal/(mol Å)."""
+        i, j, d = frame_pairs(positions, box, self.cutoff)
+        r = np.linalg.norm(d, axis=1)
+        p = _pair_index(bead_types[i], bead_types[j], len(self.type_names))
+        f = np.zeros(len(r))
+        for q in np.unique(p):
+            sel = p == q
+            f[sel] = self.force(int(q), r[sel])
+        out = np.zeros((len(positions), 3))
+        np.add.at(out, i, -(f / r)[:, None] * d)  # d points from i to j: repulsion pushes i away
+        return out
+
+
+#: kcal/(mol Å^2): least slope of the repulsive wall below the sampled range.  Only reached
+#: by beads closer than (almost) anything in the training data, i.e. on the way to a blow-up.
+MIN_WALL_SLOPE = 10.0
+#: a grid point counts as sampled when its hat function saw this many pair distances
+MIN_SAMPLES = 20
+
+
+def fit_pair_forces(frames, type_names: list[str], cutoff: float, dr: float = 0.1,
+                    ridge: float = 1e-6, progress: bool = False) -> PairForceTable:
+    """Force-match tabulated pair forces to ``frames``.
+
+    ``frames`` yields (positions (n, 3), forces (n, 3), box (3, 3), bead_types (n,)), e.g.
+    :func:`dataset_frames`.  ``ridge`` is relative to the mean diagonal of G^T G.
+    """
+    n_types = len(type_names)
+    n_pairs = len(type_pairs(n_types))
+    grid = np.arange(0.0, cutoff + 0.5 * dr, dr)
+    grid[-1] = cutoff
+    k_free = len(grid) - 1  # last point (the cutoff) is fixed at f = 0
+    m = n_pairs * k_free
+    gtg = np.zeros((m, m))
+    gtf = np.zeros(m)
+    samples = np.zeros((n_pairs, len(grid)))
+    n_frames = 0
+    iterator = frames
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(frames, desc="force matching", unit="frame")
+    for positions, forces, box, types in iterator:
+        i, j, d = frame_pairs(positions, box, cutoff)
+        r = np.linalg.norm(d, axis=1)
+        p = _pair_index(types[i], types[j], n_types)
+        k = np.minimum(np.searchsorted(grid, r, side="right") - 1, len(grid) - 2)
+        np.add.at(samples, (p, k), 1.0)
+        np.add.at(samples, (p, k + 1), 1.0)
+        t = (r - grid[k]) / (grid[k + 1] - grid[k])
+        unit = -d / r[:, None]  # force direction on i for f > 0
+        n = len(positions)
+        # each ordered pair (i, j) adds to bead i's rows: (1 - t) to point k, t to point k + 1;
+        # one bincount over flat (row, column) indices builds the dense per-frame G
+        flat, vals = [], []
+        for weight, kk in ((1.0 - t, k), (t, k + 1)):
+            free = kk < k_free
+            col = p[free] * k_free + kk[free]
+            for c in range(3):
+                flat.append((i[free] * 3 + c) * m + col)
+                vals.append(weight[free] * unit[free, c])
+        g = np.bincount(np.concatenate(flat), np.concatenate(vals), minlength=n * 3 * m).reshape(n * 3, m)
+        gtg += g.T @ g
+        gtf += g.T @ np.asarray(forces, dtype=np.float64).reshape(-1)
+        n_frames += 1
+    if n_frames == 0:
+        raise ValueError("no frames to fit")
+    diag = np.diag(gtg)
+    scale = diag[diag > 0].mean() if np.any(diag > 0) else 1.0
+    coef = np.linalg.solve(gtg + ridge * scale * np.eye(m), gtf)
+    f = np.zeros((n_pairs, len(grid)))
+    f[:, :k_free] = coef.reshape(n_pairs, k_free)
+    # below the first well-sampled grid point the coefficients are ridge noise: replace them by
+    # a repulsive wall that continues the fitted force with at least its own steepness
+    r_inner = np.full(n_pairs, float(cutoff))
+    slope = np.full(n_pairs, MIN_WALL_SLOPE)
+    for q in range(n_pairs):
+        ok = np.flatnonzero(samples[q] >= MIN_SAMPLES)
+        if len(ok) == 0:
+            f[q] = 0.0  # pair never seen within the cutoff: no interaction, wall at the cutoff
+            continue
+        k0 = ok[0]
+        r_inner[q] = grid[k0]
+        if k0 + 1 < len(grid):
+            slope[q] = max(MIN_WALL_SLOPE, -(f[q, k0 + 1] - f[q, k0]) / (grid[k0 + 1] - grid[k0]))
+    table = PairForceTable(list(type_names), float(cutoff), grid, f, r_inner, slope)
+    for q in range(n_pairs):
+        below = grid < r_inner[q]
+        f[q, below] = table.force(q, grid[below])
+    return table
+
+
+def dataset_frames(dataset, frames=None):
+    """Frame iterator over a :class:`hipcg.data.CGDataset` for :func:`fit_pair_forces`."""
+    idx = range(dataset.n_frames) if frames is None else frames
+    for k in idx:
+        yield dataset.positions[k], dataset.forces[k], dataset.boxes[k], dataset.bead_types
+
+
+# --------------------------------------------------------------------------- LAMMPS table
+
+
+def section_name(a: str, b: str) -> str:
+    return f"{a}_{b}"
+
+
+def tabulate(table: PairForceTable, p: int, n_points: int, r_lo: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(r, U, f) on n_points from r_lo to the cutoff; U(rc) = 0, U = int_r^rc f (trapezoid)."""
+    r = np.linspace(r_lo, table.cutoff, n_points)
+    f = table.force(p, r)
+    seg = 0.5 * (f[1:] + f[:-1]) * np.diff(r)
+    u = np.concatenate([np.cumsum(seg[::-1])[::-1], [0.0]])
+    return r, u, f
+
+
+def write_table(table: PairForceTable, path: str | os.PathLike, n_points: int = 2000,
+                r_lo: float = 0.5, overwrite: bool = False, info: dict | None = None) -> Path:
+    """Write ``<path>.table`` (LAMMPS pair_style table) and ``<path>.json`` (descriptor).
+
+    ``path`` is the descriptor (``.json``); the table file sits next to it.  Returns the
+    descriptor path, which ``hipcg simulate --model`` accepts.
+    """
+    path = Path(path)
+    if path.suffix != ".json":
+        path = path.with_suffix(".json")
+    table_path = path.with_suffix(".table")
+    for target in (path, table_path):
+        if target.exists() and not overwrite:
+            raise FileExistsError(f"{target} exists; not overwriting it (use --force)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["# hipcg baseline: pairwise force-matched (MS-CG) CG pair potentials, units real",
+             "# columns: index, r (Å), U (kcal/mol), f = -dU/dr (kcal/mol/Å)", ""]
+    sections = {}
+    for p, (a, b) in enumerate(table.pairs):
+        name = section_name(table.type_names[a], table.type_names[b])
+        sections[f"{table.type_names[a]}-{table.type_names[b]}"] = name
+        r, u, f = tabulate(table, p, n_points, r_lo)
+        lines += [name, f"N {n_points} R {r_lo:.10g} {table.cutoff:.10g}", ""]
+        lines += [f"{k + 1} {rk:.10g} {uk:.12g} {fk:.12g}" for k, (rk, uk, fk) in enumerate(zip(r, u, f))]
+        lines.append("")
+    tmp = table_path.with_name(f".{table_path.name}.tmp{os.getpid()}")
+    tmp.write_text("\n".join(lines))
+    os.replace(tmp, table_path)
+    desc = {"kind": DESCRIPTOR_KIND, "type_names": table.type_names, "cutoff": table.cutoff,
+            "table": table_path.name, "n_points": n_points, "r_lo": r_lo, "sections": sections,
+            "r": table.r.tolist(), "f": table.f.tolist(), "r_inner": table.r_inner.tolist(),
+            "wall_slope": table.wall_slope.tolist(),
+            "info": info or {}}
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(desc, indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def read_descriptor(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    desc = json.loads(path.read_text())
+    if desc.get("kind") != DESCRIPTOR_KIND:
+        raise ValueError(f"{path} is not a hipcg baseline descriptor (kind {desc.get('kind')!r})")
+    desc["table_path"] = str((path.parent / desc["table"]).resolve())
+    return desc
+
+
+def load_baseline(path: str | os.PathLike) -> PairForceTable:
+    desc = read_descriptor(path)
+    return PairForceTable(desc["type_names"], desc["cutoff"], np.asarray(desc["r"]),
+                          np.asarray(desc["f"]), np.asarray(desc["r_inner"]),
+                          np.asarray(desc["wall_slope"]))
+
+
+def table_pair_lines(desc: dict, descriptor_path: Path, type_names: list[str]) -> list[str]:
+    """pair_style table lines for LAMMPS types named ``type_names`` (LAMMPS type k+1 = names[k])."""
+    order = {name: k for k, name in enumerate(desc["type_names"])}
+    lines = ["# the baseline: pairwise force-matched tables (hipcg baseline)",
+             f"pair_style table linear {desc['n_points']}"]
+    for a in range(len(type_names)):
+        for b in range(a, len(type_names)):
+            x, y = sorted((type_names[a], type_names[b]), key=lambda n: order[n])
+            section = desc["sections"][f"{x}-{y}"]
+            lines.append(f"pair_coeff {a + 1} {b + 1} {desc['table_path']} {section} {desc['cutoff']}")
+    return lines
