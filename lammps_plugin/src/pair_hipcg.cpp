@@ -35,6 +35,7 @@
 #include "utils.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -43,6 +44,7 @@
 #include <unordered_map>
 
 using namespace LAMMPS_NS;
+using Clock = std::chrono::steady_clock;
 
 static const char METADATA_FILE[] = "hipcg_metadata.json";
 static const int CONTRACT_VERSION = 1;
@@ -72,6 +74,8 @@ PairHipcg::PairHipcg(LAMMPS *lmp) : Pair(lmp)
   manybody_flag = 1;
   centroidstressflag = CENTROID_NOTAVAIL;
   no_virial_fdotr_compute = 0;
+  const char *profile = std::getenv("HIPCG_PROFILE");
+  profile_ = profile && std::string(profile) == "1";
   // The profiling graph executor specialises on tensor shapes; pair counts change every
   // step, so it would re-profile and re-optimise again and again (seconds per step).
   // Plain eager-style execution of the TorchScript graph is what a per-step MD call needs.
@@ -84,6 +88,13 @@ PairHipcg::PairHipcg(LAMMPS *lmp) : Pair(lmp)
 
 PairHipcg::~PairHipcg()
 {
+  if (profile_ && profiled_calls_ > 0) {
+    const double n = static_cast<double>(profiled_calls_);
+    utils::logmesg(lmp, "pair hipcg profile (rank {}, {} calls, {:.0f} pairs/call): graph {:.3f} "
+                   "ms, forward {:.3f} ms, backward {:.3f} ms, forces+virial {:.3f} ms per call\n",
+                   comm->me, profiled_calls_, profiled_pairs_ / n, 1e3 * time_graph_ / n,
+                   1e3 * time_forward_ / n, 1e3 * time_backward_ / n, 1e3 * time_scatter_ / n);
+  }
   if (allocated) {
     memory->destroy(setflag);
     memory->destroy(cutsq);
@@ -364,7 +375,10 @@ void PairHipcg::build_graph()
 void PairHipcg::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
+  const auto t0 = Clock::now();
   build_graph();
+  const auto t1 = Clock::now();
+  auto t2 = t1, t3 = t1;
 
   const int nlocal = atom->nlocal;
   const int64_t n_pairs = static_cast<int64_t>(pair_first_atom_.size());
@@ -381,6 +395,7 @@ void PairHipcg::compute(int eflag, int vflag)
                                  .requires_grad_(true);
 
     node_energy = model_.forward({species, first, second, pair_vec}).toTensor();
+    t2 = Clock::now();
     if (node_energy.dim() != 1 || node_energy.size(0) != n_nodes_)
       throw std::runtime_error("the model returned " + std::to_string(node_energy.numel()) +
                                " energies for " + std::to_string(n_nodes_) +
@@ -390,6 +405,7 @@ void PairHipcg::compute(int eflag, int vflag)
     grad = grads[0].defined() ? grads[0] : torch::zeros_like(pair_vec);
     grad = grad.to(torch::kCPU, torch::kFloat64).contiguous();
     node_energy = node_energy.detach().narrow(0, 0, nlocal).to(torch::kCPU, torch::kFloat64).contiguous();
+    t3 = Clock::now();
   } catch (const std::exception &e) {
     error->one(FLERR, "pair hipcg: evaluating model '{}' failed on step {}: {}", model_path_,
                update->ntimestep, e.what());
@@ -435,4 +451,13 @@ void PairHipcg::compute(int eflag, int vflag)
     }
   }
   if (vflag_fdotr) virial_fdotr_compute();
+  if (profile_) {
+    const auto t4 = Clock::now();
+    time_graph_ += std::chrono::duration<double>(t1 - t0).count();
+    time_forward_ += std::chrono::duration<double>(t2 - t1).count();
+    time_backward_ += std::chrono::duration<double>(t3 - t2).count();
+    time_scatter_ += std::chrono::duration<double>(t4 - t3).count();
+    profiled_calls_++;
+    profiled_pairs_ += n_pairs;
+  }
 }
