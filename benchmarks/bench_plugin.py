@@ -104,6 +104,18 @@ run {steps}
     return loop_seconds_per_step(result, steps), pairs
 
 
+def keep_freed_memory_in_heap() -> None:
+    """The allocator setting the plugin applies in LAMMPS (see docs/plugin.md), applied here
+    too so that the PyTorch reference is measured under the same conditions."""
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6")
+    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_MAX = -1, -2, -4
+    libc.mallopt(M_MMAP_MAX, 0)
+    libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
+    libc.mallopt(M_TOP_PAD, 64 << 20)
+
+
 def torch_step_time(model_path: Path, positions, cell, cutoff: float, threads: int, repeats: int,
                     device: str) -> tuple[float, int]:
     """Forward + backward of the traced model on the frame's pair graph, as a plain PyTorch user."""
@@ -137,6 +149,7 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     plugin = build_plugin()
+    keep_freed_memory_in_heap()
     results: dict = {"date": datetime.date.today().isoformat(), "machine": platform.node(),
                      "cpus": os.cpu_count(), "device": args.device, "torch": torch.__version__,
                      "dtype": args.dtype}

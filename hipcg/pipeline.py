@@ -1,0 +1,159 @@
+"""Run a study as a chain of stages, each in its own folder, skipping what is up to date.
+
+reference -> map -> train -> export -> simulate -> evaluate -> report
+
+Every stage gets a key: the hash of its own config section and of the keys of the stages
+before it.  A stage whose folder holds a completion record (``stage.json``) with the same key
+is skipped; changing one section therefore re-runs that stage and everything after it, and
+nothing before.  The record is written atomically only when a stage finishes, so a killed
+pipeline re-enters the stage it was in, and the stage itself resumes (LAMMPS restart files,
+training checkpoints).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from . import __version__
+
+STAGES = ("reference", "map", "train", "export", "simulate", "evaluate", "report")
+RECORD = "stage.json"
+
+
+class PipelineConfigError(ValueError):
+    """A pipeline file that cannot run; the message names the file and the key path."""
+
+
+def stable_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+@dataclass
+class StageContext:
+    """What a stage function sees: its folder, its config section, upstream records."""
+
+    name: str
+    directory: Path
+    section: dict
+    pipeline: "Pipeline"
+    upstream: dict[str, dict] = field(default_factory=dict)  # stage name -> its record["outputs"]
+
+
+@dataclass
+class StageDef:
+    name: str
+    run: Callable[[StageContext], dict]  # returns the stage's outputs (JSON-able)
+    inputs_fingerprint: Callable[["Pipeline"], Any] = lambda pipeline: None  # e.g. user files
+
+
+@dataclass
+class Pipeline:
+    path: Path
+    config: dict  # validated
+    root: Path  # output folder
+    stages: list[StageDef]
+
+    def stage_dir(self, name: str) -> Path:
+        return self.root / f"{STAGES.index(name) + 1:02d}-{name}"
+
+    def section(self, name: str) -> dict:
+        return self.config.get(name) or {}
+
+    def keys(self) -> dict[str, str]:
+        """Chained keys: a stage's key covers its section and everything upstream."""
+        keys, previous = {}, ""
+        shared = {k: v for k, v in self.config.items() if k not in STAGES and k != "out"}
+        for stage in self.stages:
+            previous = stable_hash({"stage": stage.name, "section": self.section(stage.name),
+                                    "shared": shared, "inputs": stage.inputs_fingerprint(self),
+                                    "upstream": previous})
+            keys[stage.name] = previous
+        return keys
+
+    def record(self, name: str) -> dict | None:
+        path = self.stage_dir(name) / RECORD
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return None  # a damaged record means: not done
+
+    def status(self) -> list[tuple[str, str, dict | None]]:
+        """(stage, state, record) with state done / stale / pending / interrupted."""
+        rows = []
+        for stage, key in self.keys().items():
+            rec = self.record(stage)
+            if rec is None:
+                started = (self.stage_dir(stage) / "config.yaml").exists()
+                rows.append((stage, "interrupted" if started else "pending", None))
+            elif rec.get("key") != key:
+                rows.append((stage, "stale", rec))
+            else:
+                rows.append((stage, "done", rec))
+        return rows
+
+
+def run_pipeline(pipeline: Pipeline, from_stage: str | None = None, only: str | None = None,
+                 log: Callable[[str], None] = print) -> dict[str, str]:
+    """Run the stages that are not up to date; return {stage: 'ran' | 'skipped'}."""
+    names = [s.name for s in pipeline.stages]
+    for flag, value in (("--from", from_stage), ("--only", only)):
+        if value is not None and value not in names:
+            raise PipelineConfigError(f"{flag} {value!r}: stages are {', '.join(names)}")
+    keys = pipeline.keys()
+    outcome: dict[str, str] = {}
+    upstream: dict[str, dict] = {}
+    forced_from = names.index(from_stage) if from_stage else len(names)
+    only_index = names.index(only) if only else None
+    for index, stage in enumerate(pipeline.stages):
+        if only_index is not None and index > only_index:
+            break
+        rec = pipeline.record(stage.name)
+        up_to_date = rec is not None and rec.get("key") == keys[stage.name]
+        if only_index is not None:
+            must_run = index == only_index
+        else:
+            must_run = not up_to_date or index >= forced_from
+        if not must_run:
+            if not up_to_date:
+                raise PipelineConfigError(
+                    f"--only {only}: upstream stage {stage.name!r} is not up to date; run the "
+                    f"pipeline (or --from {stage.name}) first")
+            upstream[stage.name] = rec["outputs"]
+            log(f"[{stage.name}] up to date, skipped")
+            outcome[stage.name] = "skipped"
+            continue
+        directory = pipeline.stage_dir(stage.name)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "config.yaml").write_text(yaml.safe_dump(
+            {stage.name: pipeline.section(stage.name), "pipeline": str(pipeline.path),
+             "key": keys[stage.name]}, sort_keys=False))
+        log(f"[{stage.name}] running in {directory}")
+        start = time.perf_counter()
+        outputs = stage.run(StageContext(stage.name, directory, pipeline.section(stage.name),
+                                         pipeline, dict(upstream)))
+        seconds = time.perf_counter() - start
+        write_json_atomic(directory / RECORD, {
+            "stage": stage.name, "key": keys[stage.name], "outputs": outputs,
+            "seconds": round(seconds, 1), "hipcg_version": __version__,
+            "finished": datetime.datetime.now().isoformat(timespec="seconds")})
+        upstream[stage.name] = outputs
+        outcome[stage.name] = "ran"
+        log(f"[{stage.name}] done in {seconds:.0f} s")
+    return outcome
