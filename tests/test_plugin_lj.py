@@ -74,3 +74,18 @@ run 20
     np.testing.assert_allclose(test["Press"], ref["Press"], rtol=1e-10, atol=1e-9)
     for a, b in zip(read_dump(tmp_path / "test" / "f.dump"), read_dump(tmp_path / "ref" / "f.dump")):
         np.testing.assert_allclose(a["fx"], b["fx"], rtol=1e-10, atol=1e-11)
+
+
+def test_plugin_auto_loads_from_lammps_plugin_path(plugin_path, tmp_path):
+    """LAMMPS_PLUGIN_PATH instead of `plugin load`: same result as lj/cut."""
+    from hipcg import selfcheck
+
+    system = LJSystem(cells=3, steps=10, dump_every=10)
+    model = export_lennard_jones(tmp_path / "lj.pt", ["Ar"], [[selfcheck.EPSILON]], [[selfcheck.SIGMA]],
+                                 selfcheck.CUTOFF)
+    pair = f"pair_style hipcg\npair_coeff * * {model} Ar"
+    ours = run_lammps(selfcheck.lj_script(system, pair), tmp_path / "auto",
+                      env={"LAMMPS_PLUGIN_PATH": str(plugin_path.parent)})
+    assert f"Loaded 1 plugins from {plugin_path.parent}" in ours.output
+    ref = run_lammps(selfcheck.lj_script(system, selfcheck.lj_cut_pair_lines()), tmp_path / "ref")
+    np.testing.assert_allclose(ours.thermo[-1]["PotEng"], ref.thermo[-1]["PotEng"], rtol=1e-10)
