@@ -1,0 +1,309 @@
+"""Static and dynamic evaluation of CG models against mapped atomistic data, state point by state point.
+
+Static: force RMSE / MAE / R^2 on a state point's mapped frames.  Dynamic: a CG run in LAMMPS
+(NVT at the reference density; optionally NPT at the reference pressure) compared with the
+mapped atomistic trajectory: RDF per bead-type pair and the RDF error, intramolecular bead
+distance distributions, density, pressure, diffusion.  Definitions: docs/evaluation.md.
+
+The result is one JSON-ready dict (:func:`evaluate`) that ``hipcg report`` turns into tables
+and plots; every number in the report comes from it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import analysis as A
+from .simulate import BlowUpError, SimulationConfig, StartStructure, run_simulation
+
+
+@dataclass
+class StatePoint:
+    name: str
+    dataset: str  # path of the mapped CG dataset (.npz)
+    trained: bool  # part of the training set of the models evaluated
+    temperature: float | None = None  # K; default: the dataset's metadata
+    pressure: float | None = None  # atm; default: the dataset's metadata, else 1 atm
+    frame_interval_fs: float | None = None  # time between dataset frames (for reference D)
+
+
+@dataclass
+class EvaluationSettings:
+    steps: int = 20000  # NVT steps per model and state point
+    npt_steps: int = 0  # 0: no NPT run (no density)
+    timestep: float = 2.0  # fs
+    thermostat: str = "nose-hoover"  # Langevin friction would slow diffusion down
+    dump_every: int = 100
+    thermo_every: int = 100
+    equilibration: float = 0.2
+    nprocs: int = 1
+    threads: int = 1
+    seed: int = 2024
+    min_distance: float = 1.0
+    max_temperature_factor: float = 3.0
+    minimize_steps: int = 0
+    max_static_frames: int = 50
+    max_reference_frames: int = 500  # frames of the dataset used for the reference RDF
+    timeout: float | None = None  # s per LAMMPS run
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "EvaluationSettings":
+        known = set(cls.__dataclass_fields__)
+        bad = sorted(set(data) - known)
+        if bad:
+            raise ValueError(f"unknown evaluation settings {bad}; known: {sorted(known)}")
+        return cls(**data)
+
+
+# --------------------------------------------------------------------------- models
+
+
+def model_kind(path: str | os.PathLike) -> str:
+    return "baseline" if Path(path).suffix == ".json" else "hipcg"
+
+
+class ForcePredictor:
+    """Forces of a model file or a baseline on dataset frames (the same numbers LAMMPS uses)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.kind = model_kind(path)
+        if self.kind == "baseline":
+            from .baseline import load_baseline
+
+            self.table = load_baseline(path)
+            self.type_names, self.cutoff = self.table.type_names, self.table.cutoff
+        else:
+            from .modelfile import load_model
+
+            self.module, self.meta = load_model(path)
+            self.type_names, self.cutoff = list(self.meta.type_names), self.meta.cutoff
+
+    def species(self, dataset_type_names: list[str], bead_types: np.ndarray) -> np.ndarray:
+        index = {n: k for k, n in enumerate(self.type_names)}
+        missing = sorted(set(dataset_type_names[t] for t in np.unique(bead_types)) - set(index))
+        if missing:
+            raise ValueError(f"{self.path}: knows types {self.type_names}, data has {missing}")
+        return np.array([index[dataset_type_names[t]] for t in bead_types])
+
+    def forces(self, positions, box, species) -> np.ndarray:
+        if self.kind == "baseline":
+            return self.table.forces(positions, box, species)
+        from .graph import evaluate as graph_evaluate, periodic_graph
+
+        g = periodic_graph(positions, box, species, self.cutoff)
+        return graph_evaluate(self.module, g, dtype=self.meta.torch_dtype).forces
+
+
+def _frame_subset(n_frames: int, max_frames: int) -> np.ndarray:
+    if n_frames <= max_frames:
+        return np.arange(n_frames)
+    return np.unique(np.linspace(0, n_frames - 1, max_frames).round().astype(int))
+
+
+def static_metrics(predictor: ForcePredictor, dataset, max_frames: int = 50) -> dict:
+    """Force RMSE, MAE (kcal/(mol Å)) and R^2 per Cartesian component over frames and beads."""
+    species = predictor.species(dataset.type_names, dataset.bead_types)
+    pred, ref = [], []
+    t0 = time.perf_counter()
+    for k in _frame_subset(dataset.n_frames, max_frames):
+        pred.append(predictor.forces(dataset.positions[k], dataset.boxes[k], species))
+        ref.append(np.asarray(dataset.forces[k], dtype=np.float64))
+    pred, ref = np.concatenate(pred).ravel(), np.concatenate(ref).ravel()
+    err = pred - ref
+    ss_tot = np.sum((ref - ref.mean()) ** 2)
+    return {"force_rmse": float(np.sqrt(np.mean(err**2))), "force_mae": float(np.mean(np.abs(err))),
+            "force_r2": float(1.0 - np.sum(err**2) / ss_tot) if ss_tot > 0 else float("nan"),
+            "n_frames": len(pred) // (3 * dataset.n_beads), "seconds": time.perf_counter() - t0}
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def state_of(sp: StatePoint, dataset) -> dict:
+    meta = dataset.metadata.get("state_point", {}) or {}
+    temperature = sp.temperature if sp.temperature is not None else meta.get("temperature")
+    if temperature is None:
+        raise ValueError(f"state point {sp.name}: no temperature given or in {sp.dataset}'s metadata")
+    pressure = sp.pressure if sp.pressure is not None else meta.get("pressure")
+    density = float(A.density(dataset.masses, dataset.boxes).mean())
+    interval = sp.frame_interval_fs or dataset.metadata.get("frame_interval_fs")
+    return {"temperature": float(temperature), "pressure": None if pressure is None else float(pressure),
+            "density": density, "frame_interval_fs": interval}
+
+
+def reference_observables(dataset, r_max: float, frame_interval_fs: float | None,
+                          max_frames: int = 500) -> dict:
+    idx = _frame_subset(dataset.n_frames, max_frames)
+    pos, boxes = dataset.positions[idx], dataset.boxes[idx]
+    rdfs = A.all_rdfs(pos, boxes, dataset.bead_types, dataset.type_names, r_max,
+                      molecule_ids=dataset.molecule_ids)
+    bonds = A.bond_distances(pos, boxes, dataset.molecule_ids, dataset.bead_types, dataset.type_names)
+    out = {"rdfs": rdfs, "bonds": bonds, "density": float(A.density(dataset.masses, dataset.boxes).mean()),
+           "diffusion": None}
+    if frame_interval_fs and dataset.n_frames >= 8:
+        un = A.unwrap(dataset.positions, dataset.boxes)
+        out["diffusion"] = A.diffusion(un, dataset.boxes, float(frame_interval_fs)).coefficient
+    return out
+
+
+# --------------------------------------------------------------------------- dynamic
+
+
+def _sim_config(model: Path, settings: EvaluationSettings, state: dict, ensemble: str) -> SimulationConfig:
+    return SimulationConfig(
+        model=str(model), temperature=state["temperature"], ensemble=ensemble,
+        thermostat=settings.thermostat,
+        pressure=state["pressure"] if state["pressure"] is not None else 1.0,
+        timestep=settings.timestep, steps=settings.steps if ensemble == "nvt" else settings.npt_steps,
+        equilibration=settings.equilibration, dump_every=settings.dump_every,
+        thermo_every=settings.thermo_every, seed=settings.seed, nprocs=settings.nprocs,
+        threads=settings.threads, min_distance=settings.min_distance,
+        max_temperature_factor=settings.max_temperature_factor, minimize_steps=settings.minimize_steps)
+
+
+def dynamic_metrics(model: Path, dataset, state: dict, reference: dict, r_max: float,
+                    settings: EvaluationSettings, workdir: Path, force: bool = False) -> dict:
+    """NVT (and NPT) runs of ``model`` from the dataset's last frame, compared with ``reference``."""
+    start = StartStructure.from_dataset(dataset, -1)
+    out: dict = {"nvt": None, "npt": None}
+    cfg = _sim_config(model, settings, state, "nvt")
+    try:
+        res = run_simulation(cfg, start, workdir / "nvt", force=force, timeout=settings.timeout)
+    except BlowUpError as err:
+        out["nvt"] = {"blew_up": {"step": err.step, "reason": err.reason}, "rdf_error": float("nan")}
+    else:
+        tr = res.trajectory.production(settings.equilibration)
+        pos = tr.wrapped()
+        rdfs = A.all_rdfs(pos, tr.boxes, tr.bead_types, tr.type_names, r_max, molecule_ids=tr.molecule_ids)
+        errors = {k: A.rdf_error(rdfs[k], reference["rdfs"][k]) for k in rdfs if k in reference["rdfs"]}
+        bonds = A.bond_distances(pos, tr.boxes, tr.molecule_ids, tr.bead_types, tr.type_names)
+        bond_errors = {k: A.distribution_error(bonds[k], reference["bonds"][k])
+                       for k in bonds if k in reference["bonds"]}
+        diffusion = None
+        if len(tr.positions) >= 8:
+            dt_frames = settings.dump_every * settings.timestep
+            diffusion = A.diffusion(tr.positions, tr.boxes, dt_frames).coefficient
+        out["nvt"] = {
+            "blew_up": None, "rdfs": rdfs, "rdf_errors": errors,
+            "rdf_error": max(errors.values()) if errors else float("nan"),
+            "bond_errors": bond_errors, "bonds": bonds,
+            "pressure": float(np.mean(tr.thermo["Press"])) if "Press" in tr.thermo else None,
+            "temperature": float(np.mean(tr.thermo["Temp"])) if "Temp" in tr.thermo else None,
+            "diffusion": diffusion, "steps_per_s": res.steps_per_s, "n_frames": len(tr.positions),
+        }
+    if settings.npt_steps > 0 and state["pressure"] is not None:
+        cfg = _sim_config(model, settings, state, "npt")
+        try:
+            res = run_simulation(cfg, start, workdir / "npt", force=force, timeout=settings.timeout)
+        except BlowUpError as err:
+            out["npt"] = {"blew_up": {"step": err.step, "reason": err.reason}, "density": float("nan")}
+        else:
+            tr = res.trajectory.production(settings.equilibration)
+            rho = float(np.mean(A.density(tr.masses, tr.boxes)))
+            out["npt"] = {"blew_up": None, "density": rho,
+                          "density_error": (rho - reference["density"]) / reference["density"],
+                          "steps_per_s": res.steps_per_s}
+    return out
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def evaluate(models: dict[str, str | os.PathLike], state_points: list[StatePoint],
+             settings: EvaluationSettings | None = None, workdir: str | os.PathLike = "evaluation",
+             force: bool = False, progress: bool = True) -> dict:
+    """Evaluate every model at every state point; returns the JSON-ready result (also written
+    to ``workdir/evaluation.json``)."""
+    from tqdm import tqdm
+
+    from .data import load_dataset
+
+    settings = settings or EvaluationSettings()
+    workdir = Path(workdir)
+    target = workdir / "evaluation.json"
+    if target.exists() and not force:
+        raise FileExistsError(f"{target} exists; not overwriting it (use --force)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    predictors = {name: ForcePredictor(path) for name, path in models.items()}
+    result = {"settings": asdict(settings),
+              "definitions": {"rdf_bin_width": A.RDF_BIN_WIDTH, "rdf_error_tolerance": A.RDF_ERROR_TOLERANCE,
+                              "rdf_error": "mean |g_model - g_ref| over 0.1 Å bins from 0 to "
+                                           "min(cutoff, half the shortest box width); max over type pairs",
+                              "units": {"force": "kcal/(mol Å)", "pressure": "atm", "density": "g/cm^3",
+                                        "diffusion": "Å^2/fs (x 1e4 = 1e-5 cm^2/s)", "temperature": "K"}},
+              "models": {n: {"path": str(Path(p).resolve()), "kind": predictors[n].kind,
+                             "cutoff": predictors[n].cutoff, "type_names": predictors[n].type_names}
+                         for n, p in models.items()},
+              "state_points": []}
+    jobs = [(sp, name) for sp in state_points for name in models]
+    bar = tqdm(total=len(jobs), desc="evaluate", unit="run", disable=not progress)
+    for sp in state_points:
+        ds = load_dataset(sp.dataset)
+        state = state_of(sp, ds)
+        row = {"name": sp.name, "dataset": str(sp.dataset), "trained": sp.trained, **state,
+               "models": {}, "reference": {}}
+        references = {}
+        for name, pred in predictors.items():
+            bar.set_postfix_str(f"{sp.name} / {name}")
+            r_max = A.rdf_range(ds.boxes, pred.cutoff)
+            if r_max not in references:
+                references[r_max] = reference_observables(ds, r_max, state["frame_interval_fs"],
+                                                          settings.max_reference_frames)
+            ref = references[r_max]
+            static = static_metrics(pred, ds, settings.max_static_frames)
+            dyn = dynamic_metrics(Path(models[name]), ds, state, ref, r_max, settings,
+                                  workdir / sp.name / name, force=force)
+            row["models"][name] = {"r_max": r_max, "static": static, **dyn}
+            row["reference"][name] = ref
+            bar.update()
+        result["state_points"].append(row)
+    bar.close()
+    write_json(result, target)
+    return to_jsonable(result)
+
+
+def to_jsonable(obj):
+    """RDF objects -> dicts, arrays -> lists, NaN -> None (strict JSON)."""
+    if isinstance(obj, A.RDF):
+        return obj.to_dict()
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        if obj.ndim == 1 and obj.size > 2000:  # raw bond distances: keep a histogram
+            hist, edges = np.histogram(obj, bins=100)
+            return {"histogram": hist.tolist(), "edges": edges.tolist()}
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        return None if not math.isfinite(float(obj)) else float(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json(obj, path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(to_jsonable(obj), indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def summary_line(result: dict) -> str:
+    parts = []
+    for row in result["state_points"]:
+        for name, m in row["models"].items():
+            err = (m.get("nvt") or {}).get("rdf_error")
+            parts.append(f"{row['name']}/{name}: RDF err {err:.3f}" if err is not None
+                         else f"{row['name']}/{name}: blew up")
+    return "; ".join(parts)
