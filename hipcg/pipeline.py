@@ -67,6 +67,7 @@ class Pipeline:
     config: dict  # validated
     root: Path  # output folder
     stages: list[StageDef]
+    spec: Any = None  # the validated, typed form of ``config`` (hipcg.stages.PipelineSpec)
 
     def stage_dir(self, name: str) -> Path:
         return self.root / f"{STAGES.index(name) + 1:02d}-{name}"
