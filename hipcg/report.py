@@ -1,0 +1,304 @@
+"""The transferability report: Markdown, self-contained HTML (base64 images), JSON and PNG plots.
+
+Input is the JSON written by :func:`hipcg.evaluate.evaluate`; nothing is recomputed here, so
+the report shows exactly the numbers scripts read from ``report.json``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+SECTIONS = ("Summary", "State points", "Force errors", "Structure", "Density and pressure",
+            "Diffusion", "Figures", "Definitions")
+
+
+def _fmt(value, spec: str = ".3g") -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)):
+        return format(value, spec)
+    return str(value)
+
+
+def _get(d: dict | None, *keys):
+    for k in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def rows(result: dict) -> list[dict]:
+    """One flat row per state point and model: what the tables (and scripts) need."""
+    out = []
+    for sp in result["state_points"]:
+        for name, m in sp["models"].items():
+            nvt, npt = m.get("nvt") or {}, m.get("npt") or {}
+            blew = nvt.get("blew_up") or npt.get("blew_up")
+            d = nvt.get("diffusion")
+            d_ref = _get(sp, "reference", name, "diffusion")
+            out.append({
+                "state_point": sp["name"], "trained": sp["trained"], "temperature": sp["temperature"],
+                "pressure_ref": sp.get("pressure"), "density_ref": sp.get("density"), "model": name,
+                "force_rmse": _get(m, "static", "force_rmse"), "force_mae": _get(m, "static", "force_mae"),
+                "force_r2": _get(m, "static", "force_r2"), "rdf_error": nvt.get("rdf_error"),
+                "rdf_errors": nvt.get("rdf_errors") or {}, "bond_errors": nvt.get("bond_errors") or {},
+                "density": npt.get("density"), "density_error": npt.get("density_error"),
+                "pressure": nvt.get("pressure"),
+                "diffusion_1e5_cm2_s": None if d is None else d * 1e4,
+                "diffusion_ref_1e5_cm2_s": None if d_ref is None else d_ref * 1e4,
+                "diffusion_ratio": None if (d is None or not d_ref) else d / d_ref,
+                "blew_up": blew, "steps_per_s": nvt.get("steps_per_s"),
+            })
+    return out
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def plot_rdfs(result: dict, outdir: Path) -> list[Path]:
+    """One PNG per state point: reference and every model's g(r), one panel per type pair."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for sp in result["state_points"]:
+        labels = sorted({lab for ref in sp["reference"].values() for lab in ref.get("rdfs", {})})
+        if not labels:
+            continue
+        fig, axes = plt.subplots(1, len(labels), figsize=(4.5 * len(labels), 3.4), squeeze=False)
+        for ax, lab in zip(axes[0], labels):
+            ref_name = next(n for n in sp["reference"] if lab in sp["reference"][n].get("rdfs", {}))
+            ref = sp["reference"][ref_name]["rdfs"][lab]
+            ax.plot(ref["r"], ref["g"], "k-", lw=2.2, label="mapped atomistic")
+            for name, m in sp["models"].items():
+                g = _get(m, "nvt", "rdfs", lab)
+                if g:
+                    err = _get(m, "nvt", "rdf_errors", lab)
+                    ax.plot(g["r"], g["g"], lw=1.3, label=f"{name} (err {_fmt(err, '.3f')})")
+                elif _get(m, "nvt", "blew_up"):
+                    ax.plot([], [], lw=1.3, label=f"{name}: blew up")
+            ax.set_xlabel("r (Å)")
+            ax.set_ylabel("g(r)")
+            ax.set_title(f"{sp['name']} ({'trained' if sp['trained'] else 'held out'}) {lab}")
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = outdir / f"rdf_{sp['name']}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def plot_errors_vs_temperature(table: list[dict], outdir: Path) -> Path:
+    """RDF error, force RMSE, diffusion ratio against T; trained state points filled, held out open."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("rdf_error", "RDF error"), ("force_rmse", "force RMSE (kcal/mol/Å)"),
+              ("density_error", "density error (relative)"), ("diffusion_ratio", "D_CG / D_ref")]
+    panels = [p for p in panels if any(r[p[0]] is not None for r in table)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    models = list(dict.fromkeys(r["model"] for r in table))
+    for ax, (key, label) in zip(axes[0], panels):
+        for k, model in enumerate(models):
+            rs = sorted((r for r in table if r["model"] == model), key=lambda r: r["temperature"])
+            t = [r["temperature"] for r in rs]
+            v = [np.nan if r[key] is None else r[key] for r in rs]
+            (line,) = ax.plot(t, v, "-", lw=1, label=model)
+            for r, vv in zip(rs, v):
+                ax.plot(r["temperature"], vv, "o", color=line.get_color(), ms=7,
+                        mfc=line.get_color() if r["trained"] else "white")
+        if key == "rdf_error":
+            from .analysis import RDF_ERROR_TOLERANCE
+
+            ax.axhline(RDF_ERROR_TOLERANCE, color="grey", ls="--", lw=0.8, label="tolerance")
+        ax.set_xlabel("T (K)")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=7, title="filled: trained", title_fontsize=7)
+    fig.tight_layout()
+    path = outdir / "errors_vs_temperature.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------- text
+
+
+def _table(header: list[str], body: list[list[str]]) -> list[str]:
+    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(r) + " |" for r in body])
+
+
+def markdown(result: dict, table: list[dict], figures: list[Path]) -> str:
+    from .analysis import RDF_ERROR_TOLERANCE
+
+    models = list(result["models"])
+    lines = ["# Transferability report", ""]
+    # Summary
+    lines += ["## Summary", ""]
+    for model in models:
+        rs = [r for r in table if r["model"] == model]
+        held = [r for r in rs if not r["trained"]]
+        ok = [r for r in rs if r["rdf_error"] is not None and r["rdf_error"] <= RDF_ERROR_TOLERANCE]
+        worst = max((r["rdf_error"] for r in held if r["rdf_error"] is not None), default=None)
+        blew = [r["state_point"] for r in rs if r["blew_up"]]
+        lines.append(f"- **{model}** ({result['models'][model]['kind']}): RDF error within "
+                     f"{RDF_ERROR_TOLERANCE} at {len(ok)}/{len(rs)} state points; worst held-out "
+                     f"RDF error {_fmt(worst, '.3f')}"
+                     + (f"; blew up at {', '.join(blew)}" if blew else "") + ".")
+    lines.append("")
+    # State points
+    lines += ["## State points", ""]
+    lines += _table(["state point", "trained", "T (K)", "P ref (atm)", "density ref (g/cm³)"],
+                    [[sp["name"], _fmt(sp["trained"]), _fmt(sp["temperature"], ".1f"),
+                      _fmt(sp.get("pressure")), _fmt(sp.get("density"), ".4f")]
+                     for sp in result["state_points"]])
+    lines.append("")
+    # Force errors
+    lines += ["## Force errors", "", "Static, on the mapped frames of each state point; kcal/(mol Å)."]
+    lines.append("")
+    lines += _table(["state point", "trained", "model", "RMSE", "MAE", "R²"],
+                    [[r["state_point"], _fmt(r["trained"]), r["model"], _fmt(r["force_rmse"], ".4f"),
+                      _fmt(r["force_mae"], ".4f"), _fmt(r["force_r2"], ".4f")] for r in table])
+    lines.append("")
+    # Structure
+    lines += ["## Structure", "",
+              f"RDF error (docs/evaluation.md): mean |g_CG - g_ref| on 0.1 Å bins up to min(cutoff, "
+              f"half box); the largest over type pairs; tolerance {RDF_ERROR_TOLERANCE}.", ""]
+    pair_labels = sorted({k for r in table for k in r["rdf_errors"]})
+    bond_labels = sorted({k for r in table for k in r["bond_errors"]})
+    header = ["state point", "trained", "model", "RDF error"] + [f"RDF {k}" for k in pair_labels] \
+        + [f"intra {k}" for k in bond_labels] + ["status"]
+    body = []
+    for r in table:
+        status = ("blew up at step {step}: {reason}".format(**r["blew_up"]) if r["blew_up"] else "ok")
+        body.append([r["state_point"], _fmt(r["trained"]), r["model"], _fmt(r["rdf_error"], ".4f")]
+                    + [_fmt(r["rdf_errors"].get(k), ".4f") for k in pair_labels]
+                    + [_fmt(r["bond_errors"].get(k), ".3f") for k in bond_labels] + [status])
+    lines += _table(header, body)
+    if not bond_labels:
+        lines += ["", "One bead per molecule: no intramolecular bead distributions."]
+    lines.append("")
+    # Density and pressure
+    lines += ["## Density and pressure", "",
+              "Density from NPT runs at the reference pressure (n/a: no NPT run); pressure from "
+              "NVT runs at the reference density.", ""]
+    lines += _table(["state point", "trained", "model", "density (g/cm³)", "ref", "rel. error",
+                     "pressure (atm)", "ref (atm)"],
+                    [[r["state_point"], _fmt(r["trained"]), r["model"], _fmt(r["density"], ".4f"),
+                      _fmt(r["density_ref"], ".4f"), _fmt(r["density_error"], "+.3f"),
+                      _fmt(r["pressure"], ".4g"), _fmt(r["pressure_ref"], ".4g")] for r in table])
+    lines.append("")
+    # Diffusion
+    lines += ["## Diffusion", "", "Self-diffusion from the MSD (Einstein), 1e-5 cm²/s.", ""]
+    lines += _table(["state point", "trained", "model", "D CG", "D ref", "ratio", "steps/s"],
+                    [[r["state_point"], _fmt(r["trained"]), r["model"], _fmt(r["diffusion_1e5_cm2_s"]),
+                      _fmt(r["diffusion_ref_1e5_cm2_s"]), _fmt(r["diffusion_ratio"]),
+                      _fmt(r["steps_per_s"], ".4g")] for r in table])
+    lines.append("")
+    # Figures
+    lines += ["## Figures", ""]
+    lines += [f"![{p.stem}]({p.name})" for p in figures]
+    lines.append("")
+    # Definitions
+    s = result.get("settings", {})
+    lines += ["## Definitions", "",
+              f"- RDF error: {result['definitions']['rdf_error']}.",
+              f"- Runs: {s.get('steps')} NVT steps ({s.get('thermostat')}), {s.get('npt_steps')} NPT "
+              f"steps, timestep {s.get('timestep')} fs, first {s.get('equilibration')} of each run "
+              "discarded.",
+              "- Units: " + ", ".join(f"{k} {v}" for k, v in result["definitions"]["units"].items()) + ".",
+              "- Models: " + "; ".join(f"{n}: {m['kind']} `{m['path']}` (cutoff {m['cutoff']} Å)"
+                                       for n, m in result["models"].items()) + ".", ""]
+    return "\n".join(lines)
+
+
+def html_page(md_text: str, figures: list[Path]) -> str:
+    """A self-contained HTML page: the Markdown tables and text, images inlined as base64."""
+    embedded = {p.name: base64.b64encode(p.read_bytes()).decode() for p in figures}
+    out = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>hipcg transferability report</title>",
+           "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}"
+           "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:3px 7px;"
+           "font-size:13px}th{background:#eee}img{max-width:100%}</style></head><body>"]
+    lines = md_text.splitlines()
+    k = 0
+    while k < len(lines):
+        line = lines[k]
+        if line.startswith("|"):
+            block = []
+            while k < len(lines) and lines[k].startswith("|"):
+                block.append([html.escape(c.strip()) for c in lines[k].strip("|").split("|")])
+                k += 1
+            out.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in block[0]) + "</tr>")
+            out += ["<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in block[2:]]
+            out.append("</table>")
+            continue
+        if line.startswith("## "):
+            out.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("# "):
+            out.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("![") and "](" in line:
+            name = line[line.index("](") + 2:-1]
+            if name in embedded:
+                out.append(f"<p><img alt='{html.escape(name)}' src='data:image/png;base64,{embedded[name]}'></p>")
+        elif line.startswith("- "):
+            out.append(f"<li>{_inline(line[2:])}</li>")
+        elif line.strip():
+            out.append(f"<p>{_inline(line)}</p>")
+        k += 1
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def _inline(text: str) -> str:
+    import re
+
+    text = html.escape(text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+
+def write_report(result: dict | str | os.PathLike, outdir: str | os.PathLike, force: bool = False) -> dict[str, Path]:
+    """Write report.md, report.html, report.json and the PNGs into ``outdir``; returns their paths."""
+    if not isinstance(result, dict):
+        result = json.loads(Path(result).read_text())
+    outdir = Path(outdir)
+    if (outdir / "report.md").exists() and not force:
+        raise FileExistsError(f"{outdir / 'report.md'} exists; not overwriting it (use --force)")
+    # build in a temporary sibling directory, then move files into place: no half-written report
+    tmp = outdir.parent / f".{outdir.name}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        table = rows(result)
+        figures = plot_rdfs(result, tmp) + [plot_errors_vs_temperature(table, tmp)]
+        md = markdown(result, table, figures)
+        (tmp / "report.md").write_text(md)
+        (tmp / "report.html").write_text(html_page(md, figures))
+        from .evaluate import to_jsonable
+
+        (tmp / "report.json").write_text(json.dumps(to_jsonable({"rows": table, "evaluation": result}),
+                                                    indent=1))
+        outdir.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        for f in sorted(tmp.iterdir()):
+            os.replace(f, outdir / f.name)
+            paths[f.name] = outdir / f.name
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return paths
