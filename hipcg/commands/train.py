@@ -1,0 +1,36 @@
+"""``hipcg train CONFIG.yaml``: force matching (see hipcg.train)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ..data import DatasetError
+    from ..train import ConfigError, TrainConfig, train
+
+    try:
+        config = TrainConfig.from_yaml(args.config, path_prefix=args.section)
+        if args.out_dir is not None:
+            config.out_dir = str(args.out_dir)
+        if args.device is not None:
+            config.device = args.device
+        train(config, resume=args.resume, force=args.force, progress=not args.quiet)
+    except (ConfigError, DatasetError, FileExistsError, FileNotFoundError) as err:
+        print(f"hipcg train: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="force-match a HIP-NN-TS + repulsive prior CG model")
+    p.add_argument("config", type=Path, help="training YAML (or a pipeline YAML with a 'train' section)")
+    p.add_argument("--out-dir", type=Path, default=None, help="override the config's out_dir")
+    p.add_argument("--device", default=None, help="override the config's device (auto, cpu, cuda)")
+    p.add_argument("--resume", action="store_true", help="continue from out_dir/checkpoint.pt")
+    p.add_argument("--force", action="store_true", help="start over in a non-empty out_dir")
+    p.add_argument("--section", default="train", help="config section name in a pipeline YAML")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or per-epoch lines")
+    p.set_defaults(func=_train)

@@ -1,0 +1,64 @@
+"""``hipcg export``: a trained run -> model file for ``pair_style hipcg`` (TorchScript).
+
+Network and prior go into one traced module, so LAMMPS needs neither Python nor hippynn.
+The metadata records what a user needs to trust the file: type names, cutoff, interaction
+layers (the plugin's ghost reach), units, dtype, the state points it was trained on, the prior's
+parameters, the training metrics and the hipcg / hippynn / torch versions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .modelfile import DTYPES, ModelFileError, ModelMetadata, save_model
+from .models.cg import CGModel
+from .models.hipnn import HipnnConfig, example_inputs
+
+
+def trace_model(model: CGModel, cutoff: float, dtype: torch.dtype) -> torch.jit.ScriptModule:
+    """Trace on a small random cluster; nothing in the model branches on sizes, so the trace
+    holds for any bead and pair count (checked by the tests against the eager model)."""
+    model = model.to(dtype).eval()
+    inputs = example_inputs(model.n_types, cutoff, dtype)
+    with torch.no_grad():
+        return torch.jit.trace(model, inputs, check_trace=False)
+
+
+def export_model(model: CGModel, path: str | Path, type_names: list[str], config: HipnnConfig,
+                 dtype: str = "float64", info: dict | None = None, overwrite: bool = False) -> Path:
+    import hippynn
+
+    if dtype not in DTYPES:
+        raise ModelFileError(f"dtype {dtype!r}: allowed values are {sorted(DTYPES)}")
+    if len(type_names) != model.n_types:
+        raise ValueError(f"{len(type_names)} type names for a model with {model.n_types} types")
+    meta_info = {"hyperparameters": dict(config.__dict__),
+                 "prior": model.prior.to_dict(type_names) if model.prior is not None else None,
+                 "versions": {"hipcg": __version__, "hippynn": hippynn.__version__,
+                              "torch": torch.__version__},
+                 **(info or {})}
+    metadata = ModelMetadata(type_names=list(type_names), cutoff=config.cutoff,
+                             n_interaction_layers=config.n_interaction_layers, dtype=dtype,
+                             model=f"hipnn:{config.network}" + ("+prior" if model.prior is not None else ""),
+                             info=meta_info)
+    traced = trace_model(model, config.cutoff, metadata.torch_dtype)
+    return save_model(traced, path, metadata, overwrite=overwrite)
+
+
+def export_run(run_dir: str | Path, path: str | Path, dtype: str = "float64",
+               overwrite: bool = False) -> Path:
+    """Export the best model of a finished ``hipcg train`` run."""
+    from .train import load_trained
+
+    if dtype not in DTYPES:
+        raise ModelFileError(f"dtype {dtype!r}: allowed values are {sorted(DTYPES)}")
+    model, record = load_trained(run_dir, DTYPES[dtype])
+    info = {"trained_on": [sp for sp in record["state_points"] if sp["role"] == "train"],
+            "held_out": [sp for sp in record["state_points"] if sp["role"] == "heldout"],
+            "metrics": record["metrics"], "best_epoch": record["best_epoch"],
+            "train_dtype": record["train_dtype"]}
+    return export_model(model, path, record["type_names"], HipnnConfig(**record["model_config"]),
+                        dtype=dtype, info=info, overwrite=overwrite)
