@@ -1,0 +1,57 @@
+"""``hipcg baseline``: pairwise force matching (MS-CG) -> LAMMPS pair_style table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..baseline import dataset_frames, fit_pair_forces, write_table
+    from ..data import load_dataset
+
+    t0 = time.perf_counter()
+    try:
+        datasets = [load_dataset(p) for p in args.data]
+        cutoff = args.cutoff
+        if cutoff is None:
+            if args.model is None:
+                raise ValueError("give --cutoff or --model (whose cutoff the baseline then uses)")
+            from ..modelfile import read_metadata
+
+            cutoff = read_metadata(args.model).cutoff
+        names = datasets[0].type_names
+        if any(d.type_names != names for d in datasets):
+            raise ValueError("datasets have different type names")
+
+        def frames():
+            for d in datasets:
+                stride = max(1, d.n_frames // args.max_frames) if args.max_frames else 1
+                yield from dataset_frames(d, range(0, d.n_frames, stride))
+
+        table = fit_pair_forces(frames(), names, cutoff, dr=args.dr, ridge=args.ridge, progress=True)
+        out = write_table(table, args.out, n_points=args.points, overwrite=args.force,
+                          info={"datasets": [str(p) for p in args.data], "dr": args.dr, "ridge": args.ridge})
+    except (FileExistsError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"baseline: {len(table.pairs)} pair table(s), cutoff {cutoff} Å -> {out} "
+          f"(+ {out.with_suffix('.table').name}) in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("baseline", help="fit the pairwise force-matching baseline (pair_style table)")
+    p.add_argument("--data", nargs="+", required=True, type=Path, help="training CG datasets (.npz)")
+    p.add_argument("--out", required=True, type=Path, help="descriptor .json (the .table goes next to it)")
+    p.add_argument("--cutoff", type=float, help="Å (default: the cutoff of --model)")
+    p.add_argument("--model", type=Path, help="model file whose cutoff to use")
+    p.add_argument("--dr", type=float, default=0.1, help="grid spacing of the force basis, Å")
+    p.add_argument("--ridge", type=float, default=1e-6, help="relative ridge regularisation")
+    p.add_argument("--points", type=int, default=2000, help="table points")
+    p.add_argument("--max-frames", dest="max_frames", type=int, default=0,
+                   help="use at most about this many frames per dataset (0: all)")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.set_defaults(func=_run)

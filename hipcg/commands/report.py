@@ -1,0 +1,31 @@
+"""``hipcg report``: evaluation.json -> report.md, report.html (self-contained), report.json, PNGs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..report import rows, write_report
+
+    try:
+        paths = write_report(args.evaluation, args.out, force=args.force)
+    except (FileExistsError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    import json
+
+    n = len(rows(json.loads(Path(args.evaluation).read_text())))
+    print(f"report: {n} rows -> {paths['report.md']}, {paths['report.html'].name}, "
+          f"{paths['report.json'].name} and {sum(p.suffix == '.png' for p in paths.values())} figures")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="transferability report from hipcg evaluate's JSON")
+    p.add_argument("evaluation", type=Path, help="evaluation.json written by hipcg evaluate")
+    p.add_argument("--out", type=Path, default=Path("report"), help="output directory")
+    p.add_argument("--force", action="store_true", help="overwrite an existing report")
+    p.set_defaults(func=_run)
