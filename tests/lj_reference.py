@@ -17,9 +17,16 @@ from hipcg.simulate import read_lammps_dump
 EPSILON, SIGMA, CUTOFF, MASS = 0.238, 3.405, 8.5, 39.948  # argon, units real
 
 
+#: one-bead methanol as an LJ liquid (0.0148 beads/Å^3 ~ 0.79 g/cm^3): fcc spacing 6.466 Å
+METHANOL = {"epsilon": 0.45, "sigma": 3.75, "cutoff": 9.0, "mass": 32.04, "lattice": 6.466,
+            "type_name": "MeOH"}
+
+
 def lj_dataset(workdir: Path, temperature: float, cells: int = 4, steps: int = 2000,
                every: int = 100, timestep: float = 5.0, seed: int = 1234,
-               lattice: float = 5.8) -> Path:
+               lattice: float = 5.8, epsilon: float = EPSILON, sigma: float = SIGMA,
+               cutoff: float = CUTOFF, mass: float = MASS, type_name: str = "Ar",
+               pressure: float | None = None) -> Path:
     """NVT lj/cut run (4 cells^3 atoms); frames every ``every`` steps saved as a CG dataset."""
     script = f"""units real
 atom_style atomic
@@ -27,9 +34,9 @@ lattice fcc {lattice}
 region box block 0 {cells} 0 {cells} 0 {cells}
 create_box 1 box
 create_atoms 1 box
-mass 1 {MASS}
-pair_style lj/cut {CUTOFF}
-pair_coeff 1 1 {EPSILON} {SIGMA}
+mass 1 {mass}
+pair_style lj/cut {cutoff}
+pair_coeff 1 1 {epsilon} {sigma}
 velocity all create {temperature} {seed}
 fix 1 all nvt temp {temperature} {temperature} 100
 timestep {timestep}
@@ -45,7 +52,7 @@ run {steps}
     forces = np.stack([np.stack([f["fx"], f["fy"], f["fz"]], 1) for f in frames])
     n = positions.shape[1]
     ds = CGDataset(positions=positions, forces=forces, boxes=boxes, bead_types=np.zeros(n, int),
-                   type_names=["Ar"], masses=np.full(n, MASS),
-                   metadata={"state_point": {"temperature": temperature, "pressure": None},
+                   type_names=[type_name], masses=np.full(n, mass),
+                   metadata={"state_point": {"temperature": temperature, "pressure": pressure},
                              "frame_interval_fs": every * timestep})
-    return save_dataset(workdir / f"lj_{temperature:g}K.npz", ds, overwrite=True)
+    return save_dataset(workdir / f"{type_name}_{temperature:g}K.npz", ds, overwrite=True)
