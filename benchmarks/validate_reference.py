@@ -38,7 +38,7 @@ def rdf_oo(topology: Path, dump: Path, oxygen_type: int, r_max: float = 8.0, dr:
     hist = np.zeros(len(edges) - 1)
     n_frames, rho_sum, n_o = 0, 0.0, 0
     for frame in traj.frames():
-        sel = frame.types == oxygen_type
+        sel = frame.types.astype(str) == str(oxygen_type)
         x = frame.positions[sel]
         box = np.diag(frame.box)
         n_o = len(x)
