@@ -170,13 +170,15 @@ def _sim_config(model: Path, settings: EvaluationSettings, state: dict, ensemble
 
 
 def dynamic_metrics(model: Path, dataset, state: dict, reference: dict, r_max: float,
-                    settings: EvaluationSettings, workdir: Path, force: bool = False) -> dict:
+                    settings: EvaluationSettings, workdir: Path, force: bool = False,
+                    reuse: bool = False) -> dict:
     """NVT (and NPT) runs of ``model`` from the dataset's last frame, compared with ``reference``."""
     start = StartStructure.from_dataset(dataset, -1)
     out: dict = {"nvt": None, "npt": None}
     cfg = _sim_config(model, settings, state, "nvt")
     try:
-        res = run_simulation(cfg, start, workdir / "nvt", force=force, timeout=settings.timeout)
+        res = run_simulation(cfg, start, workdir / "nvt", force=force, timeout=settings.timeout,
+                             reuse=reuse)
     except BlowUpError as err:
         out["nvt"] = {"blew_up": {"step": err.step, "reason": err.reason}, "rdf_error": float("nan")}
     else:
@@ -202,7 +204,8 @@ def dynamic_metrics(model: Path, dataset, state: dict, reference: dict, r_max: f
     if settings.npt_steps > 0 and state["pressure"] is not None:
         cfg = _sim_config(model, settings, state, "npt")
         try:
-            res = run_simulation(cfg, start, workdir / "npt", force=force, timeout=settings.timeout)
+            res = run_simulation(cfg, start, workdir / "npt", force=force, timeout=settings.timeout,
+                                 reuse=reuse)
         except BlowUpError as err:
             out["npt"] = {"blew_up": {"step": err.step, "reason": err.reason}, "density": float("nan")}
         else:
@@ -219,9 +222,11 @@ def dynamic_metrics(model: Path, dataset, state: dict, reference: dict, r_max: f
 
 def evaluate(models: dict[str, str | os.PathLike], state_points: list[StatePoint],
              settings: EvaluationSettings | None = None, workdir: str | os.PathLike = "evaluation",
-             force: bool = False, progress: bool = True) -> dict:
+             force: bool = False, progress: bool = True, runs_dir: str | os.PathLike | None = None,
+             reuse: bool = False) -> dict:
     """Evaluate every model at every state point; returns the JSON-ready result (also written
-    to ``workdir/evaluation.json``)."""
+    to ``workdir/evaluation.json``).  CG runs live in ``runs_dir/<state>/<model>/`` (default
+    ``workdir``); ``reuse`` takes completed runs of the same settings found there."""
     from tqdm import tqdm
 
     from .data import load_dataset
@@ -260,7 +265,7 @@ def evaluate(models: dict[str, str | os.PathLike], state_points: list[StatePoint
             ref = references[r_max]
             static = static_metrics(pred, ds, settings.max_static_frames)
             dyn = dynamic_metrics(Path(models[name]), ds, state, ref, r_max, settings,
-                                  workdir / sp.name / name, force=force)
+                                  Path(runs_dir or workdir) / sp.name / name, force=force, reuse=reuse)
             row["models"][name] = {"r_max": r_max, "static": static, **dyn}
             row["reference"][name] = ref
             bar.update()

@@ -423,14 +423,45 @@ class SimulationResult:
     trajectory: Trajectory | None = None
 
 
+def completed_run(config: SimulationConfig, workdir: str | os.PathLike,
+                  read: bool = True) -> SimulationResult | None:
+    """The finished run of exactly ``config`` in ``workdir``, or None.
+
+    Lets a later step (``hipcg evaluate`` after the pipeline's simulate stage, or a resumed
+    pipeline) reuse a run instead of repeating it; a recorded blow-up is raised again.
+    """
+    workdir = Path(workdir)
+    summary, system = workdir / SUMMARY_NAME, workdir / "system.json"
+    if not (summary.exists() and system.exists()):
+        return None
+    status, info = json.loads(summary.read_text()), json.loads(system.read_text())
+    if info.get("config") != json.loads(json.dumps(asdict(config))):
+        return None
+    if status.get("status") == "blew_up":
+        raise BlowUpError(status.get("step"), status.get("reason", "recorded blow-up"), workdir)
+    if status.get("status") != "complete":
+        return None
+    result = SimulationResult(workdir, status["steps"], status["wall_s"], status["steps_per_s"])
+    if read:
+        result.trajectory = read_trajectory(workdir)
+    return result
+
+
 def run_simulation(config: SimulationConfig, start: StartStructure, workdir: str | os.PathLike,
-                   force: bool = False, timeout: float | None = None, read: bool = True) -> SimulationResult:
+                   force: bool = False, timeout: float | None = None, read: bool = True,
+                   reuse: bool = False) -> SimulationResult:
     """Write the inputs, check the start structure, run LAMMPS, detect blow-ups, read the result.
 
     Raises :class:`BlowUpError` (step, reason) when the run is stopped by the detector; the
     LAMMPS files stay in ``workdir`` for inspection and ``simulation.json`` records the failure.
+    ``reuse``: return a completed run of the same config in ``workdir`` instead of re-running.
     """
     workdir = Path(workdir)
+    if reuse:
+        done = completed_run(config, workdir, read=read)
+        if done is not None:
+            return done
+        force = True  # an unfinished or different run in workdir is replaced
     write_inputs(config, start, workdir, force=force)
     close = check_min_distance(start.positions, start.box, config.min_distance)
     if close is not None:
