@@ -27,6 +27,7 @@ from . import __version__
 
 STAGES = ("reference", "map", "train", "export", "simulate", "evaluate", "report")
 RECORD = "stage.json"
+SHARED_KEYS = ("system", "state_points", "trajectories")  # every stage depends on these
 
 
 class PipelineConfigError(ValueError):
@@ -59,6 +60,7 @@ class StageDef:
     name: str
     run: Callable[[StageContext], dict]  # returns the stage's outputs (JSON-able)
     inputs_fingerprint: Callable[["Pipeline"], Any] = lambda pipeline: None  # e.g. user files
+    sections: tuple[str, ...] = ()  # config sections it reads (default: its own name)
 
 
 @dataclass
@@ -76,11 +78,12 @@ class Pipeline:
         return self.config.get(name) or {}
 
     def keys(self) -> dict[str, str]:
-        """Chained keys: a stage's key covers its section and everything upstream."""
+        """Chained keys: a stage's key covers its sections and everything upstream."""
         keys, previous = {}, ""
-        shared = {k: v for k, v in self.config.items() if k not in STAGES and k != "out"}
+        shared = {k: self.config.get(k) for k in SHARED_KEYS}
         for stage in self.stages:
-            previous = stable_hash({"stage": stage.name, "section": self.section(stage.name),
+            sections = {name: self.section(name) for name in (stage.sections or (stage.name,))}
+            previous = stable_hash({"stage": stage.name, "sections": sections,
                                     "shared": shared, "inputs": stage.inputs_fingerprint(self),
                                     "upstream": previous})
             keys[stage.name] = previous

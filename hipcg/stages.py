@@ -61,6 +61,27 @@ class PipelineSpec:
     simulate: dict = field(default_factory=dict)
     evaluate: dict = field(default_factory=dict)
     report: dict = field(default_factory=dict)
+    baseline: dict = field(default_factory=dict)  # pairwise MS-CG baseline, fitted in the train stage
+
+
+@dataclass
+class BaselineSection:
+    enabled: bool = True
+    dr: float = 0.1  # Å, grid of the tabulated pair force
+    ridge: float = 1e-6
+    stride: int = 1  # use every n-th training frame
+    points: int = 2000  # rows of the LAMMPS table
+
+
+@dataclass
+class ExportSection:
+    dtype: Literal["float32", "float64"] = "float64"
+
+
+@dataclass
+class EvaluateSection:
+    max_static_frames: int = 50
+    max_reference_frames: int = 500
 
 
 # reference keys that the pipeline itself sets from the top level
@@ -142,7 +163,147 @@ def run_map(ctx: StageContext) -> dict:
     return outputs
 
 
-STAGE_FUNCTIONS = {"reference": run_reference, "map": run_map}
+_TRAIN_OWNED = ("state_points", "out_dir")
+
+
+def _train_config(spec: PipelineSpec, section: dict, datasets: dict[str, str] | None, out_dir: Path):
+    from .train import ConfigError as TrainConfigError, TrainConfig
+
+    owned = sorted(set(section) & set(_TRAIN_OWNED))
+    if owned:
+        raise ConfigError(f"train.{owned[0]}: set by the pipeline (state_points, stage folder); "
+                          "remove it from the train section")
+    points = [{"label": sp.name, "path": (datasets or {}).get(sp.name, f"{sp.name}.npz"),
+               "role": "train" if sp.role == "train" else "heldout"} for sp in spec.state_points]
+    try:
+        return TrainConfig.from_dict({**section, "state_points": points, "out_dir": str(out_dir)}, "train")
+    except TrainConfigError as err:
+        raise ConfigError(str(err)) from err
+
+
+def run_train(ctx: StageContext) -> dict:
+    """Force-match HIP-NN-TS (resuming from its checkpoint after a kill) and the pairwise baseline."""
+    from .baseline import dataset_frames, fit_pair_forces, write_table
+    from .data import load_dataset
+    from .train import CHECKPOINT, train
+
+    spec: PipelineSpec = ctx.pipeline.spec
+    datasets = {name: out["dataset"] for name, out in ctx.upstream["map"].items()}
+    out_dir = ctx.directory / "hipnn"
+    config = _train_config(spec, ctx.section, datasets, out_dir)
+    resume = (out_dir / CHECKPOINT).exists()
+    result = train(config, resume=resume, force=not resume)
+    outputs = {"run_dir": str(out_dir), "epochs": result.epochs, "best_epoch": result.best_epoch,
+               "metrics": result.metrics, "prior": result.prior, "seconds": result.seconds}
+    baseline = from_dict(BaselineSection, spec.baseline, "baseline")
+    if baseline.enabled:
+        train_sets = [load_dataset(datasets[sp.name]) for sp in spec.state_points if sp.role == "train"]
+
+        def frames():
+            for ds in train_sets:
+                yield from dataset_frames(ds, range(0, ds.n_frames, baseline.stride))
+
+        table = fit_pair_forces(frames(), train_sets[0].type_names, config.model.cutoff,
+                                dr=baseline.dr, ridge=baseline.ridge, progress=True)
+        outputs["baseline"] = str(write_table(table, ctx.directory / "baseline" / "baseline.json",
+                                              n_points=baseline.points, overwrite=True,
+                                              info={"trained_on": [sp.name for sp in spec.state_points
+                                                                   if sp.role == "train"]}))
+    return outputs
+
+
+def run_export(ctx: StageContext) -> dict:
+    from .export import export_run
+
+    section = from_dict(ExportSection, ctx.section, "export")
+    path = export_run(ctx.upstream["train"]["run_dir"], ctx.directory / f"model_{section.dtype}.pt",
+                      dtype=section.dtype, overwrite=True)
+    return {"model": str(path), "dtype": section.dtype}
+
+
+def _models(ctx: StageContext) -> dict[str, str]:
+    models = {"HIP-NN-TS": ctx.upstream["export"]["model"]}
+    if ctx.upstream["train"].get("baseline"):
+        models["pairwise MS-CG"] = ctx.upstream["train"]["baseline"]
+    return models
+
+
+def _evaluation_settings(pipeline: Pipeline):
+    from .evaluate import EvaluationSettings
+
+    evaluate = from_dict(EvaluateSection, pipeline.section("evaluate"), "evaluate")
+    return from_dict(EvaluationSettings, {**pipeline.section("simulate"), **dataclasses.asdict(evaluate)},
+                     "simulate")
+
+
+def _evaluation_points(ctx: StageContext):
+    from .evaluate import StatePoint as EvalPoint
+
+    spec: PipelineSpec = ctx.pipeline.spec
+    return [EvalPoint(name=sp.name, dataset=ctx.upstream["map"][sp.name]["dataset"],
+                      trained=sp.role == "train", temperature=sp.temperature, pressure=sp.pressure)
+            for sp in spec.state_points]
+
+
+def run_simulate(ctx: StageContext) -> dict:
+    """CG MD of every model at every state point (NVT, and NPT when npt_steps > 0)."""
+    from tqdm import tqdm
+
+    from .data import load_dataset
+    from .evaluate import _sim_config, state_of
+    from .simulate import BlowUpError, StartStructure, run_simulation
+
+    settings = _evaluation_settings(ctx.pipeline)
+    ensembles = ["nvt"] + (["npt"] if settings.npt_steps > 0 else [])
+    models = _models(ctx)
+    outputs: dict = {}
+    jobs = [(sp, m, e) for sp in _evaluation_points(ctx) for m in models for e in ensembles]
+    for sp, name, ensemble in tqdm(jobs, desc="CG MD", unit="run"):
+        ds = load_dataset(sp.dataset)
+        cfg = _sim_config(Path(models[name]), settings, state_of(sp, ds), ensemble)
+        workdir = ctx.directory / sp.name / name / ensemble
+        try:
+            res = run_simulation(cfg, StartStructure.from_dataset(ds, -1), workdir,
+                                 timeout=settings.timeout, read=False, reuse=True)
+            status = {"status": "complete", "steps_per_s": res.steps_per_s}
+        except BlowUpError as err:
+            status = {"status": "blew_up", "step": err.step, "reason": err.reason}
+        outputs.setdefault(sp.name, {}).setdefault(name, {})[ensemble] = {"dir": str(workdir), **status}
+        rate = f"{status['steps_per_s']:.0f} steps/s" if "steps_per_s" in status else status["reason"]
+        tqdm.write(f"  {sp.name} {name} {ensemble}: {status['status']} ({rate})")
+    return {"models": models, "runs": outputs}
+
+
+def run_evaluate(ctx: StageContext) -> dict:
+    from .evaluate import evaluate, summary_line
+
+    models = ctx.upstream["simulate"]["models"]
+    result = evaluate(models, _evaluation_points(ctx), _evaluation_settings(ctx.pipeline),
+                      workdir=ctx.directory, force=True, runs_dir=ctx.pipeline.stage_dir("simulate"),
+                      reuse=True)
+    # the prior's parameters belong in the report next to the numbers they produced
+    result["models"]["HIP-NN-TS"]["prior"] = ctx.upstream["train"].get("prior")
+    result["models"]["HIP-NN-TS"]["training"] = {
+        k: ctx.upstream["train"].get(k) for k in ("epochs", "best_epoch", "metrics")}
+    from .evaluate import write_json
+
+    path = write_json(result, ctx.directory / "evaluation.json")
+    print(summary_line(result))
+    return {"evaluation": str(path)}
+
+
+def run_report(ctx: StageContext) -> dict:
+    from .report import write_report
+
+    paths = write_report(ctx.upstream["evaluate"]["evaluation"], ctx.directory, force=True)
+    return {k: str(v) for k, v in paths.items()} | {"markdown": str(ctx.directory / "report.md")}
+
+
+STAGE_FUNCTIONS = {"reference": run_reference, "map": run_map, "train": run_train,
+                   "export": run_export, "simulate": run_simulate, "evaluate": run_evaluate,
+                   "report": run_report}
+STAGE_SECTIONS = {"train": ("train", "baseline"), "simulate": ("simulate",),
+                  "evaluate": ("simulate", "evaluate")}
 
 
 def _user_files_fingerprint(pipeline: Pipeline):
@@ -197,11 +358,15 @@ def validate(spec: PipelineSpec, source: str) -> None:
     # relative paths in a pipeline file are relative to the working directory (the repo root)
     if not section.mapping.exists():
         raise ConfigError(f"map.mapping: {section.mapping} does not exist")
-    for name, check in SECTION_VALIDATORS.items():
-        check(getattr(spec, name), spec)
+    _train_config(spec, spec.train, None, spec.out / "train")
+    from_dict(BaselineSection, spec.baseline, "baseline")
+    from_dict(ExportSection, spec.export, "export")
+    from_dict(EvaluateSection, spec.evaluate, "evaluate")
+    from .evaluate import EvaluationSettings
 
-
-SECTION_VALIDATORS: dict = {}
+    from_dict(EvaluationSettings, spec.simulate, "simulate")
+    if spec.report:
+        raise ConfigError("report: takes no settings yet; remove the section")
 
 
 def load_pipeline(path: str | Path) -> Pipeline:
@@ -219,8 +384,9 @@ def load_pipeline(path: str | Path) -> Pipeline:
     except ConfigError as err:
         raise PipelineConfigError(f"{path}: {str(err).lstrip('.')}") from err
     stages = [StageDef(name, STAGE_FUNCTIONS[name],
-                       _user_files_fingerprint if name == "reference" else (lambda p: None))
-              for name in STAGES if name in STAGE_FUNCTIONS]
+                       _user_files_fingerprint if name == "reference" else (lambda p: None),
+                       STAGE_SECTIONS.get(name, ()))
+              for name in STAGES]
     config = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v)
               for k, v in dataclasses.asdict(spec).items()}
     return Pipeline(path=path, config=config, root=Path(spec.out), stages=stages, spec=spec)
