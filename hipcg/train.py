@@ -261,7 +261,11 @@ def select_kernels(choice: str, device: torch.device) -> str:
                 if impl in custom_kernels.CUSTOM_KERNELS_AVAILABLE:
                     choice = impl
                     break
-    return custom_kernels.set_custom_kernels(choice)
+    import warnings
+
+    with warnings.catch_warnings():  # "_pytorch_raw" is not on hippynn's list of names: fine
+        warnings.simplefilter("ignore", UserWarning)
+        return custom_kernels.set_custom_kernels(choice)
 
 
 # --------------------------------------------------------------------------- data
@@ -364,7 +368,7 @@ class Accumulator:
 
     def metrics(self) -> dict:
         if self.n == 0:
-            return {"frames_components": 0, "rmse": float("nan"), "mae": float("nan"), "r2": float("nan")}
+            return {"components": 0, "rmse": float("nan"), "mae": float("nan"), "r2": float("nan")}
         ss_tot = self.ss - self.s * self.s / self.n
         return {"components": self.n, "rmse": math.sqrt(self.se / self.n), "mae": self.ae / self.n,
                 "r2": 1.0 - self.se / ss_tot if ss_tot > 0 else float("nan")}
@@ -386,6 +390,14 @@ def evaluate_frames(model, cache: GraphCache, refs: list[FrameRef], device, batc
 
 
 # --------------------------------------------------------------------------- training
+
+
+def _snapshot(model: torch.nn.Module) -> dict:
+    """A detached CPU copy of the state dict; hippynn layers also keep non-tensor extra state."""
+    import copy
+
+    return {k: v.detach().cpu().clone() if torch.is_tensor(v) else copy.deepcopy(v)
+            for k, v in model.state_dict().items()}
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -570,7 +582,7 @@ def train(config: TrainConfig, resume: bool = False, force: bool = False, progre
         state["history"].append({"epoch": epoch, "train_loss": train_loss, "valid_loss": valid_loss, "lr": lr})
         if valid_loss < state["best_valid"]:
             state.update(best_valid=valid_loss, best_epoch=epoch, since_best=0,
-                         best_state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+                         best_state=_snapshot(model))
         else:
             state["since_best"] += 1
         reason = None
