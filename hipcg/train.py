@@ -658,6 +658,6 @@ def load_trained(out_dir: str | Path, dtype: torch.dtype = torch.float64) -> tup
     prior = RepulsivePrior.from_dict(record["prior"], dtype=dtype) if record["prior"] else None
     model = build_cg_model(HipnnConfig(**record["model_config"]), len(record["type_names"]), prior)
     model = model.to(dtype)
-    model.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v
+    model.load_state_dict({k: v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() else v
                            for k, v in record["state_dict"].items()})
     return model.eval(), record

@@ -1,0 +1,124 @@
+"""`hipcg pipeline`: a tiny study end to end, skipping, selective re-runs, bad configs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hipcg.pipeline import PipelineConfigError, run_pipeline
+from hipcg.stages import load_pipeline
+
+REPO = Path(__file__).resolve().parent.parent
+
+TINY = {
+    "description": "test: 20 one-bead methanols, seconds per stage",
+    "system": "methanol",
+    "state_points": [{"name": "T280", "temperature": 280.0, "role": "train"},
+                     {"name": "T320", "temperature": 320.0, "role": "test"}],
+    "reference": {"molecules": 20, "equilibrate_ps": 1.0, "production_ps": 1.0, "every_fs": 100.0,
+                  "cutoff": 6.0, "kspace_accuracy": 1.0e-3, "compress_ps": 0.5, "settle_ps": 0.2,
+                  "restart_every_ps": 0.5},
+    "map": {"mapping": str(REPO / "datasets" / "mappings" / "methanol.yaml")},
+    "train": {"model": {"network": "HipnnQuad", "n_features": 8, "n_sensitivities": 4,
+                        "dist_soft_min": 2.5, "dist_soft_max": 5.0, "cutoff": 6.0, "n_atom_layers": 1},
+              "optimizer": {"max_epochs": 2, "batch_size": 2},
+              "split": {"train": 0.6, "valid": 0.2, "test": 0.2}},
+    "baseline": {"dr": 0.2},
+    "export": {"dtype": "float64"},
+    "simulate": {"steps": 100, "timestep": 2.0, "dump_every": 10, "thermo_every": 10, "npt_steps": 100},
+    "evaluate": {"max_static_frames": 4},
+}
+
+
+def write_config(tmp_path: Path, changes: dict | None = None, out: str = "run",
+                 name: str = "tiny.yaml") -> Path:
+    """TINY with ``changes`` ({"a.b.c": value}) applied, written to ``tmp_path/name``."""
+    config = json.loads(json.dumps(TINY))
+    config["out"] = str(tmp_path / out)
+    for dotted, value in (changes or {}).items():
+        node = config
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pipeline")
+    path = write_config(tmp)
+    outcome = run_pipeline(load_pipeline(path), log=lambda msg: None)
+    return tmp, path, outcome
+
+
+def test_tiny_pipeline_runs_every_stage(finished):
+    tmp, path, outcome = finished
+    assert outcome == {s: "ran" for s in ("reference", "map", "train", "export", "simulate",
+                                          "evaluate", "report")}
+    pipeline = load_pipeline(path)
+    evaluation = json.loads(Path(pipeline.record("evaluate")["outputs"]["evaluation"]).read_text())
+    assert set(evaluation["models"]) == {"HIP-NN-TS", "pairwise MS-CG"}
+    assert [sp["name"] for sp in evaluation["state_points"]] == ["T280", "T320"]
+    assert evaluation["models"]["HIP-NN-TS"]["prior"]  # the fitted prior reaches the report
+    report = Path(pipeline.record("report")["outputs"]["markdown"]).read_text()
+    for needle in ("T280", "T320", "HIP-NN-TS", "pairwise MS-CG"):
+        assert needle in report
+    assert all(state == "done" for _, state, _ in pipeline.status())
+
+
+def test_second_run_skips_every_stage(finished):
+    tmp, path, _ = finished
+    assert set(run_pipeline(load_pipeline(path), log=lambda msg: None).values()) == {"skipped"}
+
+
+def test_changed_training_setting_reruns_train_and_after_only(finished):
+    tmp, _, _ = finished
+    path = write_config(tmp, {"train.optimizer.lr": 2e-3})
+    pipeline = load_pipeline(path)
+    states = dict((stage, state) for stage, state, _ in pipeline.status())
+    assert states == {"reference": "done", "map": "done", "train": "stale", "export": "stale",
+                      "simulate": "stale", "evaluate": "stale", "report": "stale"}
+    outcome = run_pipeline(pipeline, log=lambda msg: None)
+    assert outcome == {"reference": "skipped", "map": "skipped", "train": "ran", "export": "ran",
+                       "simulate": "ran", "evaluate": "ran", "report": "ran"}
+
+
+def test_only_and_from(finished):
+    tmp, _, _ = finished
+    path = write_config(tmp, {"train.optimizer.lr": 2e-3})
+    outcome = run_pipeline(load_pipeline(path), only="report", log=lambda msg: None)
+    assert outcome["report"] == "ran" and outcome["evaluate"] == "skipped" and "simulate" not in [
+        s for s, o in outcome.items() if o == "ran"]
+    outcome = run_pipeline(load_pipeline(path), from_stage="evaluate", log=lambda msg: None)
+    assert [s for s, o in outcome.items() if o == "ran"] == ["evaluate", "report"]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"trian": {}}, "trian: unknown key; allowed keys: out, state_points"),
+    ({"train.optimizer.lr": "fast"}, "train.optimizer.lr"),
+    ({"simulate.thermostat": "berendsen"}, "simulate"),
+    ({"export.dtype": "float16"}, "export.dtype: 'float16' is not allowed; allowed values: 'float32', 'float64'"),
+    ({"state_points": [{"name": "A", "temperature": 300.0}]}, "at least one state point needs role: train"),
+    ({"map.mapping": "nowhere.yaml"}, "map.mapping: nowhere.yaml does not exist"),
+    ({"system": "argonite"}, "system:"),
+])
+def test_bad_config_names_the_key_before_any_work(tmp_path, change, message):
+    path = write_config(tmp_path, change, out="never", name="bad.yaml")
+    with pytest.raises(PipelineConfigError) as err:
+        load_pipeline(path)
+    assert str(path) in str(err.value) and message in str(err.value)
+    assert not (tmp_path / "never").exists()
+
+
+def test_cli_status_and_bad_file(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "hipcg.cli", "pipeline", "status", str(tmp_path / "no.yaml")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "no such pipeline file" in proc.stderr
