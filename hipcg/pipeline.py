@@ -53,6 +53,7 @@ class StageContext:
     section: dict
     pipeline: "Pipeline"
     upstream: dict[str, dict] = field(default_factory=dict)  # stage name -> its record["outputs"]
+    resuming: bool = False  # an interrupted run of this very key left files in ``directory``
 
 
 @dataclass
@@ -145,13 +146,16 @@ def run_pipeline(pipeline: Pipeline, from_stage: str | None = None, only: str | 
             continue
         directory = pipeline.stage_dir(stage.name)
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "config.yaml").write_text(yaml.safe_dump(
+        started = directory / "config.yaml"
+        resuming = (started.exists()
+                    and (yaml.safe_load(started.read_text()) or {}).get("key") == keys[stage.name])
+        started.write_text(yaml.safe_dump(
             {stage.name: pipeline.section(stage.name), "pipeline": str(pipeline.path),
              "key": keys[stage.name]}, sort_keys=False))
-        log(f"[{stage.name}] running in {directory}")
+        log(f"[{stage.name}] {'resuming' if resuming else 'running'} in {directory}")
         start = time.perf_counter()
         outputs = stage.run(StageContext(stage.name, directory, pipeline.section(stage.name),
-                                         pipeline, dict(upstream)))
+                                         pipeline, dict(upstream), resuming))
         seconds = time.perf_counter() - start
         write_json_atomic(directory / RECORD, {
             "stage": stage.name, "key": keys[stage.name], "outputs": outputs,

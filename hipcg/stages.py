@@ -191,7 +191,8 @@ def run_train(ctx: StageContext) -> dict:
     datasets = {name: out["dataset"] for name, out in ctx.upstream["map"].items()}
     out_dir = ctx.directory / "hipnn"
     config = _train_config(spec, ctx.section, datasets, out_dir)
-    resume = (out_dir / CHECKPOINT).exists()
+    # resume only a killed run of this very configuration; anything else starts over
+    resume = ctx.resuming and (out_dir / CHECKPOINT).exists()
     result = train(config, resume=resume, force=not resume)
     outputs = {"run_dir": str(out_dir), "epochs": result.epochs, "best_epoch": result.best_epoch,
                "metrics": result.metrics, "prior": result.prior, "seconds": result.seconds}
@@ -364,7 +365,15 @@ def validate(spec: PipelineSpec, source: str) -> None:
     from_dict(EvaluateSection, spec.evaluate, "evaluate")
     from .evaluate import EvaluationSettings
 
-    from_dict(EvaluationSettings, spec.simulate, "simulate")
+    settings = from_dict(EvaluationSettings, spec.simulate, "simulate")
+    from .evaluate import _sim_config
+
+    for ensemble in ("nvt", "npt"):  # the MD settings' own checks (thermostat, steps, ...)
+        try:
+            _sim_config(Path("model.pt"), settings, {"temperature": 300.0, "pressure": 1.0}, ensemble)
+        except ValueError as err:
+            if ensemble == "nvt" or settings.npt_steps > 0:
+                raise ConfigError(f"simulate: {err}") from err
     if spec.report:
         raise ConfigError("report: takes no settings yet; remove the section")
 
