@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One entry point that sets everything up on a fresh machine and then does the job:
-#   bash run.sh main   -> the default pipeline (the main job)
+#   bash run.sh main   -> plugin self-check, then the default pipeline (the main job)
 #   bash run.sh test   -> the test suite (extra arguments go to pytest)
 #   bash run.sh hipcg ARGS... -> any hipcg command inside the project's environment
 # Set-up (idempotent, fast when nothing changed): .venv, torch 2.13.0 (CPU wheel) installed
@@ -43,7 +43,8 @@ cmd="${1:-}"
 case "$cmd" in
   main)
     bootstrap
-    exec "$VENV/bin/hipcg" check-plugin "$@"
+    "$VENV/bin/hipcg" check-plugin
+    exec "$VENV/bin/hipcg" pipeline run pipelines/methanol.yaml "$@"
     ;;
   test)
     bootstrap

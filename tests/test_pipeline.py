@@ -122,3 +122,12 @@ def test_cli_status_and_bad_file(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "hipcg.cli", "pipeline", "status", str(tmp_path / "no.yaml")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "no such pipeline file" in proc.stderr
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "pipelines").glob("*.yaml")))
+def test_shipped_pipelines_validate(name, monkeypatch):
+    monkeypatch.chdir(REPO)  # their relative paths are relative to the repository root
+    pipeline = load_pipeline(REPO / "pipelines" / name)
+    assert [s.name for s in pipeline.stages][0] == "reference"
+    assert any(sp.role == "train" for sp in pipeline.spec.state_points)
+    assert len(pipeline.spec.state_points) >= 3
