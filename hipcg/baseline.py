@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_json_atomic, write_text_atomic
 from .analysis import type_pairs
 
 DESCRIPTOR_KIND = "hipcg-baseline-table"
@@ -234,18 +235,13 @@ def write_table(table: PairForceTable, path: str | os.PathLike, n_points: int = 
         lines += [name, f"N {n_points} R {r_lo:.10g} {table.cutoff:.10g}", ""]
         lines += [f"{k + 1} {rk:.10g} {uk:.12g} {fk:.12g}" for k, (rk, uk, fk) in enumerate(zip(r, u, f))]
         lines.append("")
-    tmp = table_path.with_name(f".{table_path.name}.tmp{os.getpid()}")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, table_path)
+    write_text_atomic(table_path, "\n".join(lines))
     desc = {"kind": DESCRIPTOR_KIND, "type_names": table.type_names, "cutoff": table.cutoff,
             "table": table_path.name, "n_points": n_points, "r_lo": r_lo, "sections": sections,
             "r": table.r.tolist(), "f": table.f.tolist(), "r_inner": table.r_inner.tolist(),
             "wall_slope": table.wall_slope.tolist(),
             "info": info or {}}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(desc, indent=1))
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, desc, indent=1)
 
 
 def read_descriptor(path: str | os.PathLike) -> dict:

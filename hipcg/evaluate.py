@@ -298,10 +298,9 @@ def to_jsonable(obj):
 
 
 def write_json(obj, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(to_jsonable(obj), indent=1))
-    os.replace(tmp, path)
-    return path
+    from .atomic import write_json_atomic
+
+    return write_json_atomic(path, to_jsonable(obj), indent=1)
 
 
 def summary_line(result: dict) -> str:

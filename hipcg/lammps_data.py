@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import UNITS
+from .atomic import write_text_atomic
 
 
 def lammps_box(cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -66,7 +67,4 @@ def write_lammps_data(path: str | os.PathLike, positions: np.ndarray, types: np.
     if velocities is not None:
         lines += ["", "Velocities", ""]
         lines += [f"{k + 1} {vx:.16g} {vy:.16g} {vz:.16g}" for k, (vx, vy, vz) in enumerate(velocities)]
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, "\n".join(lines) + "\n")

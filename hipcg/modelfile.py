@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from . import UNITS, __version__
+from .atomic import atomic_path
 
 METADATA_FILE = "hipcg_metadata.json"
 CONTRACT_VERSION = 1
@@ -87,9 +88,8 @@ def save_model(module: torch.jit.ScriptModule, path: str | os.PathLike, metadata
     if not isinstance(module, torch.jit.ScriptModule):
         raise TypeError("save_model needs a TorchScript module (torch.jit.script or torch.jit.trace)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.jit.save(module, str(tmp), _extra_files={METADATA_FILE: metadata.to_json()})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.jit.save(module, str(tmp), _extra_files={METADATA_FILE: metadata.to_json()})
     return path
 
 

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import yaml
 
 from . import __version__
+from .atomic import write_json_atomic
 
 STAGES = ("reference", "map", "train", "export", "simulate", "evaluate", "report")
 RECORD = "stage.json"
@@ -36,12 +37,6 @@ class PipelineConfigError(ValueError):
 
 def stable_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -157,7 +152,7 @@ def run_pipeline(pipeline: Pipeline, from_stage: str | None = None, only: str | 
         outputs = stage.run(StageContext(stage.name, directory, pipeline.section(stage.name),
                                          pipeline, dict(upstream), resuming))
         seconds = time.perf_counter() - start
-        write_json_atomic(directory / RECORD, {
+        write_json_atomic(directory / RECORD, sort_keys=True, default=str, data={
             "stage": stage.name, "key": keys[stage.name], "outputs": outputs,
             "seconds": round(seconds, 1), "hipcg_version": __version__,
             "finished": datetime.datetime.now().isoformat(timespec="seconds")})

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import UNITS, __version__, lammps_env
+from .atomic import write_json_atomic
 from .lammps_runner import LammpsError
 from .systems import SystemDef, load_system
 
@@ -142,13 +143,6 @@ def _identity(cfg: ReferenceConfig, system: SystemDef, plan: Plan, temperature: 
 
 
 # --- file helpers ---------------------------------------------------------------------------
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON so that readers see either the old file or the complete new one."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-
 
 def _restart_files(workdir: Path, stage: str) -> list[tuple[int, Path]]:
     found = []

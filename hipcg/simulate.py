@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_text_atomic
 from .lammps_data import write_lammps_data
 from .lammps_runner import LammpsError, run_lammps
 
@@ -291,20 +292,14 @@ def write_inputs(config: SimulationConfig, start: StartStructure, workdir: str |
                       np.asarray(start.box, float), velocities=start.velocities if use_v else None,
                       type_names=start.type_names)
     script = render_script(config, info, start.type_names, len(start.positions), use_v)
-    _atomic_write(workdir / INPUT_NAME, script)
+    write_text_atomic(workdir / INPUT_NAME, script)
     system = {"type_names": start.type_names, "bead_types": np.asarray(start.bead_types).tolist(),
               "masses": np.asarray(start.masses).tolist(),
               "molecule_ids": (np.asarray(start.molecule_ids) if start.molecule_ids is not None
                                else np.arange(len(start.positions))).tolist(),
               "config": asdict(config), "model_kind": info["kind"], "cutoff": info["cutoff"]}
-    _atomic_write(workdir / "system.json", json.dumps(system))
+    write_text_atomic(workdir / "system.json", json.dumps(system))
     return workdir / INPUT_NAME
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- trajectory
@@ -504,7 +499,7 @@ def run_simulation(config: SimulationConfig, start: StartStructure, workdir: str
 
 
 def _record(workdir: Path, status: dict) -> None:
-    _atomic_write(workdir / SUMMARY_NAME, json.dumps(status, indent=2))
+    write_text_atomic(workdir / SUMMARY_NAME, json.dumps(status, indent=2))
 
 
 def remove_run(workdir: Path) -> None:
