@@ -30,7 +30,7 @@ import torch
 
 from . import UNITS, __version__
 from .data import CGDataset, DatasetError, load_dataset
-from .graph import periodic_graph
+from .graph import PairGraph
 from .models.cg import CGModel, build_cg_model
 from .models.hipnn import NETWORKS, HipnnConfig
 from .prior import PriorConfig, RepulsivePrior, fit_prior
@@ -294,6 +294,44 @@ def split_frames(n_frames: int, split: SplitConfig) -> dict[str, list[int]]:
     return out
 
 
+def fast_periodic_graph(positions, cell, species, cutoff: float) -> PairGraph:
+    """The pairs of :func:`hipcg.graph.periodic_graph` (same set, other order), vectorised.
+
+    ASE's neighbour list takes ~4 s for 256 beads at a 15 Å cutoff; this brute force over the
+    periodic images that can reach the cutoff takes ~0.1 s.  Positions are wrapped first, so
+    image shifts -k..k with k = ceil(cutoff / perpendicular width) along each cell vector are
+    enough.  Work is chunked over first beads to bound memory.
+    """
+    cell = np.asarray(cell, dtype=np.float64)
+    frac = np.asarray(positions, dtype=np.float64) @ np.linalg.inv(cell)
+    pos = (frac - np.floor(frac)) @ cell
+    volume = abs(np.linalg.det(cell))
+    widths = volume / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
+    reach = np.ceil(cutoff / widths).astype(int)
+    grid = np.stack(np.meshgrid(*[np.arange(-k, k + 1) for k in reach], indexing="ij"), -1).reshape(-1, 3)
+    shifts = grid @ cell  # (S, 3)
+    zero = int(np.flatnonzero((grid == 0).all(axis=1))[0])
+    n = len(pos)
+    chunk = max(1, int(4_000_000 // (len(shifts) * n)))
+    firsts, seconds, vecs = [], [], []
+    cut2 = cutoff * cutoff
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        d = (pos[None, None, :, :] - pos[None, lo:hi, None, :]) + shifts[:, None, None, :]  # (S, c, n, 3)
+        r2 = np.einsum("scnk,scnk->scn", d, d)
+        keep = r2 < cut2
+        idx = np.arange(lo, hi)
+        keep[zero, idx - lo, idx] = False  # a bead is not its own neighbour (other images are)
+        s_i, c_i, j = np.nonzero(keep)
+        firsts.append(idx[c_i])
+        seconds.append(j)
+        vecs.append(d[s_i, c_i, j])
+    first = np.concatenate(firsts)
+    order = np.argsort(first, kind="stable")  # grouped by first bead, like ASE
+    return PairGraph(np.asarray(species, dtype=np.int64), first[order].astype(np.int64),
+                     np.concatenate(seconds)[order].astype(np.int64), np.concatenate(vecs)[order])
+
+
 class GraphCache:
     """Each frame's pair graph, built once (ASE neighbour list) and kept as compact tensors."""
 
@@ -308,7 +346,7 @@ class GraphCache:
         item = self._cache.get(key)
         if item is None:
             ds = self.datasets[ref.state]
-            g = periodic_graph(ds.positions[ref.frame], ds.boxes[ref.frame], ds.bead_types, self.cutoff)
+            g = fast_periodic_graph(ds.positions[ref.frame], ds.boxes[ref.frame], ds.bead_types, self.cutoff)
             # int32 indices and training-precision vectors halve the cache; pair vectors are
             # formed in float64 first (differences of absolute coordinates lose digits in float32)
             item = (torch.as_tensor(ds.bead_types), torch.as_tensor(g.pair_first, dtype=torch.int32),

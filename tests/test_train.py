@@ -194,3 +194,23 @@ def test_lj_oracle_reaches_r2_on_held_out_frames(base):
     (pair,) = report["prior"]["pairs"]
     assert 2.5 < pair["t"] < 3.4  # LJ argon: g(r) rises just below sigma = 3.405 Å
     assert 1.0 < pair["s"] < 3.0
+
+
+@pytest.mark.parametrize("tilt, cutoff", [((0.0, 0.0, 0.0), 7.0), ((3.0, -2.0, 1.5), 9.5), ((0.0, 0.0, 0.0), 12.0)])
+def test_fast_graph_equals_ase_graph(tilt, cutoff):
+    """The training graph builder gives exactly hipcg.graph.periodic_graph's pairs (any order)."""
+    from hipcg.graph import periodic_graph
+    from hipcg.train import fast_periodic_graph
+
+    rng = np.random.default_rng(1)
+    cell = np.diag([11.0, 12.0, 13.0])
+    cell[1, 0], cell[2, 0], cell[2, 1] = tilt
+    pos = rng.uniform(-0.2, 1.2, (40, 3)) @ cell  # some outside the box
+    species = rng.integers(0, 2, 40)
+    a, b = periodic_graph(pos, cell, species, cutoff), fast_periodic_graph(pos, cell, species, cutoff)
+    key = lambda g: np.lexsort(np.round(np.c_[g.pair_first, g.pair_second, g.pair_vec], 8).T[::-1])  # noqa: E731
+    ka, kb = key(a), key(b)
+    assert a.n_pairs == b.n_pairs > 40
+    np.testing.assert_array_equal(a.pair_first[ka], b.pair_first[kb])
+    np.testing.assert_array_equal(a.pair_second[ka], b.pair_second[kb])
+    np.testing.assert_allclose(a.pair_vec[ka], b.pair_vec[kb], rtol=0, atol=1e-10)
