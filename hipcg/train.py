@@ -1,8 +1,8 @@
 """Force matching of a HIP-NN(-TS) + repulsive-prior CG model (``hipcg train``).
 
 The loop drives the hippynn network modules directly instead of hippynn's database/graph
-machinery: each frame's pair graph is built once (:func:`hipcg.graph.periodic_graph`, all
-periodic images, the same pairs the LAMMPS plugin passes) and cached; a batch is several frames
+machinery: each frame's pair graph is built once (:func:`fast_periodic_graph`, the pairs of
+:func:`hipcg.graph.periodic_graph`: all periodic images, as the LAMMPS plugin passes them) and cached; a batch is several frames
 concatenated with node offsets; forces are -dE/dx by autograd with respect to the pair vectors,
 scattered onto beads exactly as :func:`hipcg.graph.evaluate` and the plugin do.  Only forces
 enter the loss, so no energies are needed.
