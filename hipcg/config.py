@@ -9,6 +9,7 @@ work starts, with the full key path, the offending value and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -16,7 +17,11 @@ from typing import Any, Literal
 
 
 class ConfigError(ValueError):
-    pass
+    """A bad configuration value; the message starts with the key path (e.g. train.optimizer.lr)."""
+
+
+#: Per-dataclass value rules: {cls: {field: (predicate, message)}}, checked after conversion.
+Rules = dict[type, dict[str, tuple[typing.Callable[[Any], bool], str]]]
 
 
 def _describe(tp) -> str:
@@ -33,7 +38,7 @@ def _describe(tp) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _convert(value: Any, tp, path: str) -> Any:
+def _convert(value: Any, tp, path: str, rules: Rules | None = None) -> Any:
     origin = typing.get_origin(tp)
     if tp is Any:
         return value
@@ -46,27 +51,26 @@ def _convert(value: Any, tp, path: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _convert(value, arg, path)
+                return _convert(value, arg, path, rules)
             except ConfigError as err:
                 errors.append(str(err))
         raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
     if origin is Literal:
         if value not in typing.get_args(tp):
-            raise ConfigError(f"{path}: {value!r} is not allowed; allowed values: "
-                              + ", ".join(repr(a) for a in typing.get_args(tp)))
+            raise ConfigError(f"{path}: allowed values are {list(typing.get_args(tp))} (got {value!r})")
         return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
         (item,) = typing.get_args(tp)[:1] or (Any,)
-        return [_convert(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_convert(v, item, f"{path}[{i}]", rules) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping, got {value!r}")
         _, vt = typing.get_args(tp) or (str, Any)
-        return {str(k): _convert(v, vt, f"{path}.{k}") for k, v in value.items()}
+        return {str(k): _convert(v, vt, f"{path}.{k}", rules) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, path)
+        return from_dict(tp, value, path, rules)
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{path}: expected true or false, got {value!r}")
@@ -76,7 +80,7 @@ def _convert(value: Any, tp, path: str) -> Any:
             raise ConfigError(f"{path}: expected an integer, got {value!r}")
         return value
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
         return float(value)
     if tp is str:
@@ -90,8 +94,11 @@ def _convert(value: Any, tp, path: str) -> Any:
     return value
 
 
-def from_dict(cls, data: dict | None, path: str):
-    """Build dataclass ``cls`` from ``data``; unknown keys and bad values raise ConfigError."""
+def from_dict(cls, data: dict | None, path: str, rules: Rules | None = None):
+    """Build dataclass ``cls`` from ``data``; unknown keys and bad values raise ConfigError.
+
+    ``rules`` add value checks per dataclass and field (ranges, allowed strings).
+    """
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with keys "
@@ -100,14 +107,17 @@ def from_dict(cls, data: dict | None, path: str):
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{path}.{unknown[0]}: unknown key; allowed keys: " + ", ".join(fields))
+        raise ConfigError(f"{path}.{unknown[0]}: unknown key; allowed keys are {sorted(fields)}")
     kwargs = {}
     for name, field in fields.items():
         key_path = f"{path}.{name}" if path else name
         if name in data:
-            kwargs[name] = _convert(data[name], hints[name], key_path)
+            kwargs[name] = _convert(data[name], hints[name], key_path, rules)
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{key_path}: required key is missing ({_describe(hints[name])})")
+            raise ConfigError(f"{key_path}: required key missing ({_describe(hints[name])})")
+    for name, (ok, message) in (rules or {}).get(cls, {}).items():
+        if name in kwargs and not ok(kwargs[name]):
+            raise ConfigError(f"{path}.{name}: {message} (got {kwargs[name]!r})")
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as err:

@@ -167,7 +167,7 @@ _TRAIN_OWNED = ("state_points", "out_dir")
 
 
 def _train_config(spec: PipelineSpec, section: dict, datasets: dict[str, str] | None, out_dir: Path):
-    from .train import ConfigError as TrainConfigError, TrainConfig
+    from .train import TrainConfig
 
     owned = sorted(set(section) & set(_TRAIN_OWNED))
     if owned:
@@ -175,10 +175,7 @@ def _train_config(spec: PipelineSpec, section: dict, datasets: dict[str, str] | 
                           "remove it from the train section")
     points = [{"label": sp.name, "path": (datasets or {}).get(sp.name, f"{sp.name}.npz"),
                "role": "train" if sp.role == "train" else "heldout"} for sp in spec.state_points]
-    try:
-        return TrainConfig.from_dict({**section, "state_points": points, "out_dir": str(out_dir)}, "train")
-    except TrainConfigError as err:
-        raise ConfigError(str(err)) from err
+    return TrainConfig.from_dict({**section, "state_points": points, "out_dir": str(out_dir)}, "train")
 
 
 def run_train(ctx: StageContext) -> dict:

@@ -15,13 +15,11 @@ run with the same seed ends.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
 import sys
 import time
-import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,6 +27,7 @@ import numpy as np
 import torch
 
 from . import UNITS, __version__
+from .config import ConfigError, Rules, from_dict  # ConfigError is re-exported: hipcg.train.ConfigError
 from .data import CGDataset, DatasetError, load_dataset
 from .graph import PairGraph
 from .models.cg import CGModel, build_cg_model
@@ -41,8 +40,6 @@ REPORT = "report.json"
 CONFIG_COPY = "config.yaml"
 
 
-class ConfigError(ValueError):
-    """A bad training configuration; the message starts with the key path (e.g. train.optimizer.lr)."""
 
 
 # --------------------------------------------------------------------------- configuration
@@ -135,7 +132,7 @@ def _allowed_device(v: str) -> bool:
 
 
 # (predicate, message) per dataclass field; the key path is prefixed when raised
-_RULES: dict[type, dict[str, tuple[typing.Callable, str]]] = {
+_RULES: Rules = {
     StatePoint: {"role": (lambda v: v in ("train", "heldout"), "allowed values are ['heldout', 'train']"),
                  "label": (lambda v: bool(v.strip()), "must not be empty")},
     LossConfig: {"rmse": (lambda v: v >= 0, "must be >= 0"), "mae": (lambda v: v >= 0, "must be >= 0")},
@@ -171,58 +168,14 @@ _RULES: dict[type, dict[str, tuple[typing.Callable, str]]] = {
 }
 
 
-def _coerce(value, tp, where: str):
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, where)
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
-        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return str(value)
-    return value
-
-
 def _build(cls, d, prefix: str):
-    if not isinstance(d, dict):
-        raise ConfigError(f"{prefix}: expected a mapping, got {type(d).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in d:
-        if key not in names:
-            raise ConfigError(f"{prefix}.{key}: unknown key; allowed keys are {sorted(names)}")
-    required = [f.name for f in dataclasses.fields(cls)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    for key in required:
-        if key not in d:
-            raise ConfigError(f"{prefix}.{key}: required key missing")
-    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}") for k, v in d.items()}
-    for key, (ok, message) in _RULES.get(cls, {}).items():
-        if key in kwargs and not ok(kwargs[key]):
-            raise ConfigError(f"{prefix}.{key}: {message} (got {kwargs[key]!r})")
-    try:
-        obj = cls(**kwargs)
-    except ValueError as err:  # cross-field checks in __post_init__ (e.g. HipnnConfig)
-        raise ConfigError(f"{prefix}: {err}") from None
-    if cls is SplitConfig and abs(obj.train + obj.valid + obj.test - 1.0) > 1e-9:
-        raise ConfigError(f"{prefix}: train + valid + test must be 1, got "
-                          f"{obj.train + obj.valid + obj.test:g}")
+    """Typed config with key-path errors (hipcg.config) plus training's cross-field checks."""
+    obj = from_dict(cls, d, prefix, rules=_RULES)
+    split = obj.split if cls is TrainConfig else obj
+    if isinstance(split, SplitConfig) and abs(split.train + split.valid + split.test - 1.0) > 1e-9:
+        where = f"{prefix}.split" if cls is TrainConfig else prefix
+        raise ConfigError(f"{where}: train + valid + test must be 1, got "
+                          f"{split.train + split.valid + split.test:g}")
     if cls is TrainConfig:
         labels = [sp.label for sp in obj.state_points]
         if len(set(labels)) != len(labels):

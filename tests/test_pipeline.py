@@ -102,10 +102,10 @@ def test_only_and_from(finished):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"trian": {}}, "trian: unknown key; allowed keys: out, state_points"),
+    ({"trian": {}}, "trian: unknown key; allowed keys are ['baseline', 'description'"),
     ({"train.optimizer.lr": "fast"}, "train.optimizer.lr"),
     ({"simulate.thermostat": "berendsen"}, "simulate"),
-    ({"export.dtype": "float16"}, "export.dtype: 'float16' is not allowed; allowed values: 'float32', 'float64'"),
+    ({"export.dtype": "float16"}, "export.dtype: allowed values are ['float32', 'float64'] (got 'float16')"),
     ({"state_points": [{"name": "A", "temperature": 300.0}]}, "at least one state point needs role: train"),
     ({"map.mapping": "nowhere.yaml"}, "map.mapping: nowhere.yaml does not exist"),
     ({"system": "argonite"}, "system:"),
