@@ -142,7 +142,7 @@ def run_pipeline(pipeline: Pipeline, from_stage: str | None = None, only: str | 
         directory = pipeline.stage_dir(stage.name)
         directory.mkdir(parents=True, exist_ok=True)
         started = directory / "config.yaml"
-        resuming = (started.exists()
+        resuming = (not up_to_date and started.exists()
                     and (yaml.safe_load(started.read_text()) or {}).get("key") == keys[stage.name])
         started.write_text(yaml.safe_dump(
             {stage.name: pipeline.section(stage.name), "pipeline": str(pipeline.path),

@@ -7,6 +7,7 @@ outputs from the records of earlier stages and returns its own outputs (paths an
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -150,11 +151,15 @@ def run_map(ctx: StageContext) -> dict:
         traj = open_trajectory(ref["topology"], ref["trajectory"], format=ref["format"],
                                dump_units=ref["dump_units"], atom_style=ref["atom_style"])
         out = ctx.directory / f"{sp.name}.npz"
-        summary = write_dataset(traj.universe, mapping, out, start=section.start, stop=section.stop,
-                                step=section.stride, velocities=section.velocities or None,
-                                metadata={"state_point": {"name": sp.name, "temperature": sp.temperature,
-                                                          "pressure": sp.pressure, "role": sp.role}},
-                                overwrite=True, progress=True, source=ref["trajectory"])
+        with warnings.catch_warnings():
+            # LAMMPS dumps carry steps, not times; MDAnalysis warns about the missing dt
+            warnings.filterwarnings("ignore", message="Reader has no dt information")
+            summary = write_dataset(traj.universe, mapping, out, start=section.start,
+                                    stop=section.stop, step=section.stride,
+                                    velocities=section.velocities or None,
+                                    metadata={"state_point": {"name": sp.name, "temperature": sp.temperature,
+                                                              "pressure": sp.pressure, "role": sp.role}},
+                                    overwrite=True, progress=True, source=ref["trajectory"])
         print(f"  {sp.name}: {summary['frames']} frames, {summary['beads']} beads, mean |F| "
               f"{summary['mean_abs_force']:.2f} kcal/(mol Å), {summary['density']:.4f} g/cm^3")
         outputs[sp.name] = {"dataset": str(out), "frames": summary["frames"],
@@ -239,8 +244,19 @@ def _evaluation_points(ctx: StageContext):
 
     spec: PipelineSpec = ctx.pipeline.spec
     return [EvalPoint(name=sp.name, dataset=ctx.upstream["map"][sp.name]["dataset"],
-                      trained=sp.role == "train", temperature=sp.temperature, pressure=sp.pressure)
+                      trained=sp.role == "train", temperature=sp.temperature, pressure=sp.pressure,
+                      frame_interval_fs=_frame_interval_fs(spec))
             for sp in spec.state_points]
+
+
+def _frame_interval_fs(spec: PipelineSpec) -> float | None:
+    """Time between mapped frames (for the reference diffusion coefficient), when known."""
+    if spec.trajectories:
+        return None  # users' files: their dump interval is not in the config
+    from .reference import ReferenceConfig
+
+    every = spec.reference.get("every_fs", ReferenceConfig.every_fs)
+    return float(every) * (spec.map.get("stride") or 1)
 
 
 def run_simulate(ctx: StageContext) -> dict:

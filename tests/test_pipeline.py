@@ -131,3 +131,27 @@ def test_shipped_pipelines_validate(name, monkeypatch):
     assert [s.name for s in pipeline.stages][0] == "reference"
     assert any(sp.role == "train" for sp in pipeline.spec.state_points)
     assert len(pipeline.spec.state_points) >= 3
+
+
+def test_users_own_trajectories_replace_the_reference_stage(finished, tmp_path):
+    """Naming trajectories in the config skips the atomistic runs; mapping reads the files."""
+    _, path, _ = finished
+    done = load_pipeline(path).record("reference")["outputs"]
+    config = {k: v for k, v in TINY.items() if k != "reference"}
+    config["out"] = str(tmp_path / "own")
+    config["trajectories"] = {name: {"topology": out["topology"], "trajectory": out["trajectory"],
+                                     "format": "lammps"} for name, out in done.items()}
+    own = tmp_path / "own.yaml"
+    own.write_text(yaml.safe_dump(config))
+    pipeline = load_pipeline(own)
+    assert run_pipeline(pipeline, only="reference", log=lambda m: None) == {"reference": "ran"}
+    assert all(out["user_supplied"] for out in pipeline.record("reference")["outputs"].values())
+    run_pipeline(pipeline, only="map", log=lambda m: None)
+    mapped = load_pipeline(path).record("map")["outputs"]
+    for name, out in pipeline.record("map")["outputs"].items():
+        assert out["frames"] == mapped[name]["frames"] and out["beads"] == 20
+    # and the same config with a reference section is refused: one source of data only
+    config["reference"] = {"molecules": 20}
+    own.write_text(yaml.safe_dump(config))
+    with pytest.raises(PipelineConfigError, match="reference: remove this section"):
+        load_pipeline(own)
