@@ -125,10 +125,17 @@ def _best_state(out: Path) -> dict:
     return torch.load(out / BEST, weights_only=False)["state_dict"]
 
 
-def _assert_same_state(a: dict, b: dict):
+def _assert_same_state(a: dict, b: dict, rtol: float = 0.0):
+    """Equal weights: bit for bit (rtol 0), or to ``rtol`` of each tensor's largest entry."""
     assert a.keys() == b.keys()
     for k in a:
-        assert torch.equal(a[k], b[k]), k
+        if not torch.is_tensor(a[k]):
+            assert a[k] == b[k], k
+        elif rtol == 0.0:
+            assert torch.equal(a[k], b[k]), k
+        else:
+            scale = max(float(b[k].abs().max()), 1e-12)
+            assert float((a[k] - b[k]).abs().max()) <= rtol * scale, k
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +180,10 @@ def test_cli_resume_after_sigkill(small_data, uninterrupted, tmp_path):
     out = subprocess.run(hipcg + ["train", str(cfg), "--resume", "-q"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "resuming" in out.stdout and "R^2" in out.stdout
-    _assert_same_state(_best_state(tmp_path / "run"), _best_state(uninterrupted))
+    # separate processes: float32 reductions may round differently (multi-threaded CPU
+    # kernels), so equal to float32 precision rather than bit for bit; the in-process test
+    # above checks bit-identical resumption
+    _assert_same_state(_best_state(tmp_path / "run"), _best_state(uninterrupted), rtol=1e-4)
     bad = subprocess.run(hipcg + ["train", str(tmp_path / "nope.yaml")], capture_output=True, text=True)
     assert bad.returncode == 2 and "cannot read YAML" in bad.stderr
 
