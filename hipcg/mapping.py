@@ -507,32 +507,19 @@ def _bead_slots(spec: MoleculeSpec, names, n_atoms: int, src: str, residue: str)
 
 # --------------------------------------------------------------------------- units & streaming
 
-# MDAnalysis base units (what a converting reader returns) and LAMMPS ``real`` targets.
-_BASE = {"length": "Angstrom", "velocity": "Angstrom/ps", "force": "kJ/(mol*Angstrom)"}
-_REAL = {"length": "Angstrom", "velocity": "Angstrom/fs", "force": "kcal/(mol*Angstrom)"}
-_UNIT_TYPE = {"length": "length", "velocity": "speed", "force": "force"}
+def _universe_and_factors(source):
+    """(Universe, factors to LAMMPS real) of a hipcg Trajectory or an MDAnalysis Universe.
 
-
-def real_unit_factors(reader) -> dict[str, float]:
-    """Factors that take a reader's positions/velocities/forces to LAMMPS ``real`` units.
-
-    Readers that declare units (TRR, DCD, ...) convert to MDAnalysis base units by default,
-    e.g. forces in kJ/(mol Å); readers that declare none (LAMMPS dump, in-memory) return the
-    numbers as stored, which for our LAMMPS runs (``units real``) are already real.
+    A :class:`hipcg.trajectory.Trajectory` knows its units (e.g. LAMMPS ``metal`` dumps, extxyz
+    from ASE); a bare Universe gets them from what its reader declares.
     """
-    from MDAnalysis import units
+    from .trajectory import Trajectory, reader_unit_factors
 
-    declared = getattr(reader, "units", {}) or {}
-    convert = getattr(reader, "convert_units", True)
-    factors = {}
-    for kind, target in _REAL.items():
-        native = declared.get(kind)
-        if native is None:
-            factors[kind] = 1.0
-            continue
-        have = _BASE[kind] if convert else native
-        factors[kind] = units.get_conversion_factor(_UNIT_TYPE[kind], have, target)
-    return factors
+    if isinstance(source, Trajectory):
+        return source.universe, {"length": 1.0, "force": source.force_factor,
+                                 "velocity": source.velocity_factor}
+    u = source.universe if hasattr(source, "universe") else source
+    return u, reader_unit_factors(u.trajectory)
 
 
 def map_trajectory(universe, cgmap: CGMap | Mapping, start: int | None = None,
@@ -543,15 +530,14 @@ def map_trajectory(universe, cgmap: CGMap | Mapping, start: int | None = None,
     ``velocities``: None maps them when the trajectory has them; True requires them.
     Raises :class:`MappingError` for a trajectory without forces or with non-finite values.
     """
+    u, f = _universe_and_factors(universe)
     if isinstance(cgmap, Mapping):
-        cgmap = CGMap.build(universe, cgmap)
-    u = universe.universe if hasattr(universe, "universe") else universe
+        cgmap = CGMap.build(u, cgmap)
     traj = u.trajectory
     source = source or str(getattr(traj, "filename", None) or "<trajectory>")
     if len(u.atoms) != cgmap.n_atoms_universe:
         raise MappingError(f"{source}: {len(u.atoms)} atoms but the map was built for "
                            f"{cgmap.n_atoms_universe}")
-    f = real_unit_factors(traj)
     for ts in traj[start:stop:step]:
         if not ts.has_forces:
             raise MappingError(f"{source}: frame {ts.frame}: no forces in the trajectory "
@@ -603,8 +589,8 @@ def write_dataset(universe, mapping: Mapping | CGMap, out, start: int | None = N
     from .data import DatasetWriter
 
     t0 = time.perf_counter()
-    cgmap = mapping if isinstance(mapping, CGMap) else CGMap.build(universe, mapping)
-    u = universe.universe if hasattr(universe, "universe") else universe
+    u, _ = _universe_and_factors(universe)
+    cgmap = mapping if isinstance(mapping, CGMap) else CGMap.build(u, mapping)
     traj = u.trajectory
     frames = range(*slice(start, stop, step).indices(len(traj)))
     if len(frames) == 0:
@@ -629,7 +615,7 @@ def write_dataset(universe, mapping: Mapping | CGMap, out, start: int | None = N
     force_sum = volume_sum = 0.0
     n = 0
     with writer:
-        stream = map_trajectory(u, cgmap, frames.start, frames.stop, frames.step,
+        stream = map_trajectory(universe, cgmap, frames.start, frames.stop, frames.step,
                                 velocities=velocities, source=source)
         for fr in tqdm(stream, total=len(frames), disable=not progress, unit="frame",
                        desc="mapping", leave=False):

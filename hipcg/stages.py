@@ -154,7 +154,7 @@ def run_map(ctx: StageContext) -> dict:
         with warnings.catch_warnings():
             # LAMMPS dumps carry steps, not times; MDAnalysis warns about the missing dt
             warnings.filterwarnings("ignore", message="Reader has no dt information")
-            summary = write_dataset(traj.universe, mapping, out, start=section.start,
+            summary = write_dataset(traj, mapping, out, start=section.start,
                                     stop=section.stop, step=section.stride,
                                     velocities=section.velocities or None,
                                     metadata={"state_point": {"name": sp.name, "temperature": sp.temperature,

@@ -44,6 +44,35 @@ EV_IN_KCAL_PER_MOL = 23.060547830619026   # 1 eV per particle in kcal/mol
 _LAMMPS_DUMP_UNITS = {"real": (1.0, 1.0), "metal": (EV_IN_KCAL_PER_MOL, 1.0e-3)}
 
 
+# MDAnalysis base units (what a converting reader returns) and LAMMPS ``real`` targets.
+_BASE = {"length": "Angstrom", "velocity": "Angstrom/ps", "force": "kJ/(mol*Angstrom)"}
+_REAL = {"length": "Angstrom", "velocity": "Angstrom/fs", "force": "kcal/(mol*Angstrom)"}
+_UNIT_TYPE = {"length": "length", "velocity": "speed", "force": "force"}
+
+
+def reader_unit_factors(reader) -> dict[str, float]:
+    """Factors that take a reader's positions/velocities/forces to LAMMPS ``real`` units.
+
+    Readers that declare units (TRR, DCD, ...) convert to MDAnalysis base units by default,
+    e.g. forces in kJ/(mol Å); readers that declare none (LAMMPS dump, in-memory) return the
+    numbers as stored, which for our LAMMPS runs (``units real``) are already real (use
+    :func:`open_trajectory` for dumps in other units).
+    """
+    from MDAnalysis import units
+
+    declared = getattr(reader, "units", {}) or {}
+    convert = getattr(reader, "convert_units", True)
+    factors = {}
+    for kind, target in _REAL.items():
+        native = declared.get(kind)
+        if native is None:
+            factors[kind] = 1.0
+            continue
+        have = _BASE[kind] if convert else native
+        factors[kind] = units.get_conversion_factor(_UNIT_TYPE[kind], have, target)
+    return factors
+
+
 class TrajectoryError(ValueError):
     """A trajectory cannot be used for force matching; the message names file and frame."""
 
@@ -205,7 +234,8 @@ def open_trajectory(topology: str | os.PathLike, trajectory: str | os.PathLike |
     if fmt == "gromacs":
         u = _universe(topology, trajectory, format="TRR")
         # MDAnalysis converts TRR to Å, ps, kJ/(mol Å) and Å/ps.
-        return Trajectory(u, topology, trajectory, 1.0 / KJ_PER_KCAL, 1.0e-3, time_factor=1.0e3)
+        f = reader_unit_factors(u.trajectory)
+        return Trajectory(u, topology, trajectory, f["force"], f["velocity"], time_factor=1.0e3)
     raise TrajectoryError(f"unknown format {fmt!r}: use 'lammps', 'gromacs' or 'extxyz'")
 
 

@@ -164,6 +164,15 @@ def test_extxyz_units(lammps_files, tmp_path):
     assert frames[0].resids[6] == 2 and frames[0].names[0] == "C"
     assert frames[0].masses[0] == pytest.approx(12.011, abs=0.01)
 
+    # mapping an opened trajectory uses its units (eV/Å here), not the in-memory reader's
+    from hipcg.data import load_dataset
+    from hipcg.mapping import parse_mapping, write_dataset
+
+    write_dataset(traj, parse_mapping({"molecules": {"MOL": "MeOH"}}), tmp_path / "cg.npz")
+    ds = load_dataset(tmp_path / "cg.npz")
+    bead_forces = np.array([f.forces.reshape(N_MOL, 6, 3).sum(axis=1) for f in src])
+    np.testing.assert_allclose(ds.forces, bead_forces, rtol=1e-4, atol=1e-3)  # kcal/(mol Å)
+
 
 def test_missing_forces_is_an_error(lammps_files, tmp_path):
     d = lammps_files
