@@ -64,8 +64,26 @@ def run_lammps(script: str, workdir: str | os.PathLike, nprocs: int = 1, threads
     return LammpsResult(workdir=workdir, output=output, thermo=thermo)
 
 
-def read_dump(path: str | os.PathLike) -> list[dict[str, "np.ndarray"]]:
-    """Frames of a LAMMPS text dump as {column: array} (plus 'timestep'), rows sorted by id.
+def dump_box(header: str, bounds: "np.ndarray") -> "np.ndarray":
+    """3x3 cell (rows a, b, c) from a dump's ``ITEM: BOX BOUNDS`` header and its three lines.
+
+    Triclinic dumps give the bounding box plus tilts (LAMMPS Howto triclinic)."""
+    import numpy as np
+
+    if "xy" in header.split():
+        xy, xz, yz = bounds[:, 2]
+        xlo = bounds[0, 0] - min(0.0, xy, xz, xy + xz)
+        xhi = bounds[0, 1] - max(0.0, xy, xz, xy + xz)
+        ylo = bounds[1, 0] - min(0.0, yz)
+        yhi = bounds[1, 1] - max(0.0, yz)
+        return np.array([[xhi - xlo, 0, 0], [xy, yhi - ylo, 0], [xz, yz, bounds[2, 1] - bounds[2, 0]]])
+    return np.diag(bounds[:, 1] - bounds[:, 0])
+
+
+def read_dump(path: str | os.PathLike, allow_truncated: bool = False) -> list[dict[str, "np.ndarray"]]:
+    """Frames of a LAMMPS text dump as {column: array} plus 'timestep' and 'box' (3x3, rows
+    a, b, c); rows sorted by id.  ``allow_truncated``: drop an incomplete last frame (a run
+    that was stopped) instead of raising.
 
     Written by hand because it must return arbitrary per-atom columns (``c_pe``, ``v_*``) that
     trajectory readers such as MDAnalysis do not expose; it is only used on dumps we write.
@@ -78,11 +96,17 @@ def read_dump(path: str | os.PathLike) -> list[dict[str, "np.ndarray"]]:
     while k < len(lines):
         if not lines[k].startswith("ITEM: TIMESTEP"):
             raise ValueError(f"{path}: line {k + 1}: expected 'ITEM: TIMESTEP', got {lines[k]!r}")
+        if len(lines) < k + 9:
+            if allow_truncated:
+                break
+            raise ValueError(f"{path}: line {k + 1}: truncated frame header")
         timestep = int(lines[k + 1])
         n_atoms = int(lines[k + 3])
         header = lines[k + 8]
         if not header.startswith("ITEM: ATOMS"):
             raise ValueError(f"{path}: line {k + 9}: expected 'ITEM: ATOMS', got {header!r}")
+        if len(lines) < k + 9 + n_atoms and allow_truncated:
+            break
         columns = header.split()[2:]
         rows = np.loadtxt(lines[k + 9: k + 9 + n_atoms], ndmin=2)
         if rows.shape != (n_atoms, len(columns)):
@@ -91,6 +115,8 @@ def read_dump(path: str | os.PathLike) -> list[dict[str, "np.ndarray"]]:
             rows = rows[np.argsort(rows[:, columns.index("id")])]
         frame = {name: rows[:, c] for c, name in enumerate(columns)}
         frame["timestep"] = timestep
+        bounds = np.array([[float(x) for x in lines[k + 5 + d].split()] for d in range(3)])
+        frame["box"] = dump_box(lines[k + 4], bounds)
         frames.append(frame)
         k += 9 + n_atoms
     return frames

@@ -32,7 +32,7 @@ import numpy as np
 
 from .atomic import write_text_atomic
 from .lammps_data import write_lammps_data
-from .lammps_runner import LammpsError, run_lammps
+from .lammps_runner import LammpsError, read_dump, run_lammps
 
 INPUT_NAME = "in.lammps"
 DATA_NAME = "data.lammps"
@@ -338,42 +338,15 @@ class Trajectory:
 
 
 def read_lammps_dump(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(timesteps, boxes, positions xu/yu/zu or x/y/z, types) of a LAMMPS custom text dump.
-
-    Written here (not lammps_runner.read_dump) because the box of every frame is needed (NPT).
-    """
-    lines = Path(path).read_text().splitlines()
-    steps, boxes, frames, types = [], [], [], None
-    k = 0
-    while k < len(lines):
-        if not lines[k].startswith("ITEM: TIMESTEP"):
-            raise ValueError(f"{path}: line {k + 1}: expected 'ITEM: TIMESTEP'")
-        step = int(lines[k + 1])
-        n = int(lines[k + 3])
-        header = lines[k + 4].split()
-        bounds = np.array([[float(x) for x in lines[k + 5 + d].split()] for d in range(3)])
-        if "xy" in header:  # triclinic: bounding box + tilts (LAMMPS howto triclinic)
-            xy, xz, yz = bounds[:, 2]
-            xlo = bounds[0, 0] - min(0.0, xy, xz, xy + xz)
-            xhi = bounds[0, 1] - max(0.0, xy, xz, xy + xz)
-            ylo = bounds[1, 0] - min(0.0, yz)
-            yhi = bounds[1, 1] - max(0.0, yz)
-            lx, ly, lz = xhi - xlo, yhi - ylo, bounds[2, 1] - bounds[2, 0]
-            box = np.array([[lx, 0, 0], [xy, ly, 0], [xz, yz, lz]])
-        else:
-            box = np.diag(bounds[:, 1] - bounds[:, 0])
-        cols = lines[k + 8].split()[2:]
-        if len(lines) < k + 9 + n:
-            break  # truncated last frame of a run that was stopped
-        rows = np.array([ln.split() for ln in lines[k + 9: k + 9 + n]], dtype=np.float64).reshape(n, len(cols))
-        rows = rows[np.argsort(rows[:, cols.index("id")])]
-        xyz = ["xu", "yu", "zu"] if "xu" in cols else ["x", "y", "z"]
-        frames.append(rows[:, [cols.index(c) for c in xyz]])
-        types = rows[:, cols.index("type")].astype(int)
-        steps.append(step)
-        boxes.append(box)
-        k += 9 + n
-    return np.array(steps), np.array(boxes), np.array(frames), types
+    """(timesteps, boxes, positions xu/yu/zu or x/y/z, types) of a LAMMPS custom text dump;
+    an incomplete last frame (a run that was stopped) is dropped."""
+    frames = read_dump(path, allow_truncated=True)
+    if not frames:
+        return np.zeros(0, int), np.zeros((0, 3, 3)), np.zeros((0, 0, 3)), None
+    xyz = ["xu", "yu", "zu"] if "xu" in frames[0] else ["x", "y", "z"]
+    return (np.array([f["timestep"] for f in frames]), np.array([f["box"] for f in frames]),
+            np.array([np.stack([f[c] for c in xyz], axis=1) for f in frames]),
+            frames[-1]["type"].astype(int))
 
 
 def read_trajectory(workdir: str | os.PathLike) -> Trajectory:
