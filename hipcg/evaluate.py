@@ -54,12 +54,10 @@ class EvaluationSettings:
     timeout: float | None = None  # s per LAMMPS run
 
     @classmethod
-    def from_dict(cls, data: dict) -> "EvaluationSettings":
-        known = set(cls.__dataclass_fields__)
-        bad = sorted(set(data) - known)
-        if bad:
-            raise ValueError(f"unknown evaluation settings {bad}; known: {sorted(known)}")
-        return cls(**data)
+    def from_dict(cls, data: dict, path: str = "evaluate") -> "EvaluationSettings":
+        from .config import from_dict
+
+        return from_dict(cls, data, path)
 
 
 # --------------------------------------------------------------------------- models

@@ -25,7 +25,7 @@ import os
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -97,12 +97,10 @@ class SimulationConfig:
             raise ValueError("equilibration is a fraction in [0, 1)")
 
     @classmethod
-    def from_dict(cls, data: dict) -> "SimulationConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown simulation settings {unknown}; known: {sorted(known)}")
-        return cls(**data)
+    def from_dict(cls, data: dict, path: str = "simulate") -> "SimulationConfig":
+        from .config import from_dict
+
+        return from_dict(cls, data, path)
 
 
 @dataclass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 # CLI flag -> SimulationConfig field (None: not given, keep the config file's / default value)
@@ -22,7 +21,6 @@ def _config(args):
     data = {}
     if args.config:
         data = yaml.safe_load(Path(args.config).read_text()) or {}
-        data = {k: v for k, v in data.items() if k in {f.name for f in fields(SimulationConfig)}}
     for name in _FLAGS:
         value = getattr(args, name)
         if value is not None:
