@@ -15,8 +15,14 @@ log() { echo "[run.sh] $*" >&2; }
 
 bootstrap() {
   if [ ! -x "$VENV/bin/python" ]; then
-    log "creating $VENV"
-    "$PYTHON" -m venv "$VENV"
+    if "$PYTHON" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" >/dev/null 2>&1; then
+      # GPU machines ship a CUDA torch in the system Python: use it instead of the CPU pin
+      log "creating $VENV on top of the system's CUDA torch"
+      "$PYTHON" -m venv --system-site-packages "$VENV"
+    else
+      log "creating $VENV"
+      "$PYTHON" -m venv "$VENV"
+    fi
   fi
   local pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
   if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
