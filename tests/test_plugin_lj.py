@@ -89,3 +89,16 @@ def test_plugin_auto_loads_from_lammps_plugin_path(plugin_path, tmp_path):
     assert f"Loaded 1 plugins from {plugin_path.parent}" in ours.output
     ref = run_lammps(selfcheck.lj_script(system, selfcheck.lj_cut_pair_lines()), tmp_path / "ref")
     np.testing.assert_allclose(ours.thermo[-1]["PotEng"], ref.thermo[-1]["PotEng"], rtol=1e-10)
+
+
+def test_check_plugin_command_pass_and_fail(plugin_path, tmp_path):
+    """`hipcg check-plugin` prints the differences and PASS (exit 0) or FAIL (exit 1)."""
+    import subprocess
+    import sys
+
+    base = [sys.executable, "-m", "hipcg.cli", "check-plugin", "--cells", "3", "--steps", "10"]
+    ok = subprocess.run(base, capture_output=True, text=True)
+    assert ok.returncode == 0 and "PASS" in ok.stdout and "forces" in ok.stdout
+    # a tolerance below rounding error cannot be met: the self-check must say FAIL
+    strict = subprocess.run(base + ["--tolerance", "1e-30"], capture_output=True, text=True)
+    assert strict.returncode == 1 and "FAIL" in strict.stdout
