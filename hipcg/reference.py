@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -453,7 +452,6 @@ def _resume_or_run(stage: str, workdir: Path, fresh_script, resume_script, cfg: 
 
 def run_state_point(cfg: ReferenceConfig, system: SystemDef, plan: Plan, temperature: float,
                     seed: int) -> StatePointResult:
-    import numpy as np
 
     workdir = state_point_dir(cfg, system, temperature)
     identity = _identity(cfg, system, plan, temperature, seed)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from bead_systems import bead_script, jittered_lattice, small_hipnn
 from hipcg.graph import evaluate, periodic_graph
