@@ -154,7 +154,7 @@ def reference_observables(dataset, r_max: float, frame_interval_fs: float | None
 # --------------------------------------------------------------------------- dynamic
 
 
-def _sim_config(model: Path, settings: EvaluationSettings, state: dict, ensemble: str) -> SimulationConfig:
+def simulation_config(model: Path, settings: EvaluationSettings, state: dict, ensemble: str) -> SimulationConfig:
     return SimulationConfig(
         model=str(model), temperature=state["temperature"], ensemble=ensemble,
         thermostat=settings.thermostat,
@@ -172,7 +172,7 @@ def dynamic_metrics(model: Path, dataset, state: dict, reference: dict, r_max: f
     """NVT (and NPT) runs of ``model`` from the dataset's last frame, compared with ``reference``."""
     start = StartStructure.from_dataset(dataset, -1)
     out: dict = {"nvt": None, "npt": None}
-    cfg = _sim_config(model, settings, state, "nvt")
+    cfg = simulation_config(model, settings, state, "nvt")
     try:
         res = run_simulation(cfg, start, workdir / "nvt", force=force, timeout=settings.timeout,
                              reuse=reuse)
@@ -199,7 +199,7 @@ def dynamic_metrics(model: Path, dataset, state: dict, reference: dict, r_max: f
             "diffusion": diffusion, "steps_per_s": res.steps_per_s, "n_frames": len(tr.positions),
         }
     if settings.npt_steps > 0 and state["pressure"] is not None:
-        cfg = _sim_config(model, settings, state, "npt")
+        cfg = simulation_config(model, settings, state, "npt")
         try:
             res = run_simulation(cfg, start, workdir / "npt", force=force, timeout=settings.timeout,
                                  reuse=reuse)

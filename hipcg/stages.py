@@ -264,7 +264,7 @@ def run_simulate(ctx: StageContext) -> dict:
     from tqdm import tqdm
 
     from .data import load_dataset
-    from .evaluate import _sim_config, state_of
+    from .evaluate import simulation_config, state_of
     from .simulate import BlowUpError, StartStructure, run_simulation
 
     settings = _evaluation_settings(ctx.pipeline)
@@ -274,7 +274,7 @@ def run_simulate(ctx: StageContext) -> dict:
     jobs = [(sp, m, e) for sp in _evaluation_points(ctx) for m in models for e in ensembles]
     for sp, name, ensemble in tqdm(jobs, desc="CG MD", unit="run"):
         ds = load_dataset(sp.dataset)
-        cfg = _sim_config(Path(models[name]), settings, state_of(sp, ds), ensemble)
+        cfg = simulation_config(Path(models[name]), settings, state_of(sp, ds), ensemble)
         workdir = ctx.directory / sp.name / name / ensemble
         try:
             res = run_simulation(cfg, StartStructure.from_dataset(ds, -1), workdir,
@@ -379,11 +379,11 @@ def validate(spec: PipelineSpec, source: str) -> None:
     from .evaluate import EvaluationSettings
 
     settings = from_dict(EvaluationSettings, spec.simulate, "simulate")
-    from .evaluate import _sim_config
+    from .evaluate import simulation_config
 
     for ensemble in ("nvt", "npt"):  # the MD settings' own checks (thermostat, steps, ...)
         try:
-            _sim_config(Path("model.pt"), settings, {"temperature": 300.0, "pressure": 1.0}, ensemble)
+            simulation_config(Path("model.pt"), settings, {"temperature": 300.0, "pressure": 1.0}, ensemble)
         except ValueError as err:
             if ensemble == "nvt" or settings.npt_steps > 0:
                 raise ConfigError(f"simulate: {err}") from err
