@@ -127,6 +127,8 @@ def run_reference(ctx: StageContext) -> dict:
     for pressure, points in _pressures(spec).items():
         cfg = _reference_config(spec, ctx.section, ctx.directory, pressure,
                                 [sp.temperature for sp in points])
+        # continue a killed run of this very configuration; otherwise old data is replaced
+        cfg.force = not ctx.resuming
         for sp, result in zip(points, run(cfg)):
             files = result.metadata.get("files", {})
             outputs[sp.name] = {

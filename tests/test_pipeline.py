@@ -155,3 +155,14 @@ def test_users_own_trajectories_replace_the_reference_stage(finished, tmp_path):
     own.write_text(yaml.safe_dump(config))
     with pytest.raises(PipelineConfigError, match="reference: remove this section"):
         load_pipeline(own)
+
+
+def test_changed_reference_setting_regenerates_instead_of_refusing(finished):
+    """A stale reference stage replaces its old runs (hipcg reference alone would refuse)."""
+    tmp, _, _ = finished
+    path = write_config(tmp, {"reference.seed": 7, "train.optimizer.lr": 2e-3})
+    outcome = run_pipeline(load_pipeline(path), only="reference", log=lambda m: None)
+    assert outcome == {"reference": "ran"}
+    meta = json.loads((Path(load_pipeline(path).record("reference")["outputs"]["T280"]["trajectory"])
+                       .parent / "metadata.json").read_text())
+    assert meta["seed"] != TINY["reference"].get("seed", 2024)
