@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import analysis as A
-from .simulate import BlowUpError, SimulationConfig, StartStructure, run_simulation
+from .simulate import SimulationConfig, StartStructure, run_or_blowup
 
 
 @dataclass
@@ -173,11 +173,10 @@ def dynamic_metrics(model: Path, dataset, state: dict, reference: dict, r_max: f
     start = StartStructure.from_dataset(dataset, -1)
     out: dict = {"nvt": None, "npt": None}
     cfg = simulation_config(model, settings, state, "nvt")
-    try:
-        res = run_simulation(cfg, start, workdir / "nvt", force=force, timeout=settings.timeout,
-                             reuse=reuse)
-    except BlowUpError as err:
-        out["nvt"] = {"blew_up": {"step": err.step, "reason": err.reason}, "rdf_error": float("nan")}
+    res, blew_up = run_or_blowup(cfg, start, workdir / "nvt", force=force, timeout=settings.timeout,
+                                 reuse=reuse)
+    if blew_up:
+        out["nvt"] = {"blew_up": blew_up, "rdf_error": float("nan")}
     else:
         tr = res.trajectory.production(settings.equilibration)
         pos = tr.wrapped()
@@ -200,11 +199,10 @@ def dynamic_metrics(model: Path, dataset, state: dict, reference: dict, r_max: f
         }
     if settings.npt_steps > 0 and state["pressure"] is not None:
         cfg = simulation_config(model, settings, state, "npt")
-        try:
-            res = run_simulation(cfg, start, workdir / "npt", force=force, timeout=settings.timeout,
-                                 reuse=reuse)
-        except BlowUpError as err:
-            out["npt"] = {"blew_up": {"step": err.step, "reason": err.reason}, "density": float("nan")}
+        res, blew_up = run_or_blowup(cfg, start, workdir / "npt", force=force,
+                                     timeout=settings.timeout, reuse=reuse)
+        if blew_up:
+            out["npt"] = {"blew_up": blew_up, "density": float("nan")}
         else:
             tr = res.trajectory.production(settings.equilibration)
             rho = float(np.mean(A.density(tr.masses, tr.boxes)))

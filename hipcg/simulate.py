@@ -469,6 +469,18 @@ def run_simulation(config: SimulationConfig, start: StartStructure, workdir: str
     return result
 
 
+def run_or_blowup(config: SimulationConfig, start: StartStructure, workdir: str | os.PathLike,
+                  force: bool = False, timeout: float | None = None, read: bool = True,
+                  reuse: bool = False) -> tuple[SimulationResult | None, dict | None]:
+    """:func:`run_simulation` for callers that record a blow-up instead of stopping on it:
+    ``(result, None)`` for a finished run, ``(None, {"step", "reason"})`` for a stopped one."""
+    try:
+        return run_simulation(config, start, workdir, force=force, timeout=timeout, read=read,
+                              reuse=reuse), None
+    except BlowUpError as err:
+        return None, {"step": err.step, "reason": err.reason}
+
+
 def _record(workdir: Path, status: dict) -> None:
     write_text_atomic(workdir / SUMMARY_NAME, json.dumps(status, indent=2))
 

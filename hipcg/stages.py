@@ -267,7 +267,7 @@ def run_simulate(ctx: StageContext) -> dict:
 
     from .data import load_dataset
     from .evaluate import simulation_config, state_of
-    from .simulate import BlowUpError, StartStructure, run_simulation
+    from .simulate import StartStructure, run_or_blowup
 
     settings = _evaluation_settings(ctx.pipeline)
     ensembles = ["nvt"] + (["npt"] if settings.npt_steps > 0 else [])
@@ -278,12 +278,10 @@ def run_simulate(ctx: StageContext) -> dict:
         ds = load_dataset(sp.dataset)
         cfg = simulation_config(Path(models[name]), settings, state_of(sp, ds), ensemble)
         workdir = ctx.directory / sp.name / name / ensemble
-        try:
-            res = run_simulation(cfg, StartStructure.from_dataset(ds, -1), workdir,
-                                 timeout=settings.timeout, read=False, reuse=True)
-            status = {"status": "complete", "steps_per_s": res.steps_per_s}
-        except BlowUpError as err:
-            status = {"status": "blew_up", "step": err.step, "reason": err.reason}
+        res, blew_up = run_or_blowup(cfg, StartStructure.from_dataset(ds, -1), workdir,
+                                     timeout=settings.timeout, read=False, reuse=True)
+        status = ({"status": "blew_up", **blew_up} if blew_up
+                  else {"status": "complete", "steps_per_s": res.steps_per_s})
         outputs.setdefault(sp.name, {}).setdefault(name, {})[ensemble] = {"dir": str(workdir), **status}
         rate = f"{status['steps_per_s']:.0f} steps/s" if "steps_per_s" in status else status["reason"]
         tqdm.write(f"  {sp.name} {name} {ensemble}: {status['status']} ({rate})")
