@@ -25,6 +25,7 @@ import json
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from pathlib import Path
 from . import UNITS, __version__, lammps_env
 from .atomic import write_json_atomic
 from .lammps_runner import LammpsError
-from .systems import SystemDef, load_system
+from .systems import SystemDef, SystemFileError, load_system
 
 THERMO_COLUMNS = ["step", "temp", "press", "density", "vol", "pe"]
 DUMP_COLUMNS = "id mol type x y z ix iy iz vx vy vz fx fy fz"
@@ -134,11 +135,24 @@ def state_point_dir(cfg: ReferenceConfig, system: SystemDef, temperature: float)
 
 def _identity(cfg: ReferenceConfig, system: SystemDef, plan: Plan, temperature: float, seed: int) -> dict:
     """What must match for existing files to be resumed rather than refused."""
-    return {"system_file": system.path.read_text(), "molecules": cfg.molecules,
+    return {"system": system.fingerprint(), "molecules": cfg.molecules,
             "temperature": temperature, "pressure": cfg.pressure, "seed": seed,
             "cutoff": cfg.cutoff, "kspace_accuracy": cfg.kspace_accuracy,
             "insert_density_factor": cfg.insert_density_factor, "tdamp_fs": cfg.tdamp_fs,
             "pdamp_fs": cfg.pdamp_fs, **asdict(plan)}
+
+
+def _upgrade_identity(old: dict) -> dict:
+    """Directories written by hipcg 0.1 kept the whole system file text: compare its physics."""
+    if "system_file" in old:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "system.yaml"
+            path.write_text(old.pop("system_file"))
+            try:
+                old["system"] = load_system(path).fingerprint()
+            except SystemFileError:
+                old["system"] = None
+    return old
 
 
 # --- file helpers ---------------------------------------------------------------------------
@@ -462,7 +476,7 @@ def run_state_point(cfg: ReferenceConfig, system: SystemDef, plan: Plan, tempera
         if not id_path.exists():
             raise ReferenceError(f"{workdir} exists and was not written by hipcg reference: "
                                  f"choose another --out or pass --force to overwrite it")
-        old = json.loads(id_path.read_text())
+        old = _upgrade_identity(json.loads(id_path.read_text()))
         if old != identity:
             diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
             raise ReferenceError(f"{workdir} holds a run with different settings ({', '.join(diff)}): "

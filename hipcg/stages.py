@@ -320,11 +320,15 @@ STAGE_SECTIONS = {"train": ("train", "baseline"), "simulate": ("simulate",),
                   "evaluate": ("simulate", "evaluate")}
 
 
-def _user_files_fingerprint(pipeline: Pipeline):
-    """User trajectories enter the reference key by path, size and modification time."""
+def _reference_inputs_fingerprint(pipeline: Pipeline):
+    """What the reference stage reads besides its config: the system file's physics (so an
+    edited force field regenerates the data), or the user's trajectories by path, size and
+    modification time."""
     spec: PipelineSpec = pipeline.spec
     if not spec.trajectories:
-        return None
+        from .systems import load_system
+
+        return {"system": load_system(spec.system).fingerprint()}
     stamps = {}
     for name, traj in spec.trajectories.items():
         for p in (traj.topology, traj.trajectory):
@@ -406,7 +410,7 @@ def load_pipeline(path: str | Path) -> Pipeline:
     except ConfigError as err:
         raise PipelineConfigError(f"{path}: {str(err).lstrip('.')}") from err
     stages = [StageDef(name, STAGE_FUNCTIONS[name],
-                       _user_files_fingerprint if name == "reference" else (lambda p: None),
+                       _reference_inputs_fingerprint if name == "reference" else (lambda p: None),
                        STAGE_SECTIONS.get(name, ()))
               for name in STAGES]
     config = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v)

@@ -12,7 +12,13 @@ A system file (``datasets/<name>/system.yaml``) holds
 * ``molecule``: ``residue``, ``atoms`` (``name``, ``type``, ``charge``, ``xyz``) and ``bonds``
   as pairs of atom names.  Angles and dihedrals are derived from the bond graph, so only the
   parameters for each derived type must be listed;
-* ``density_guess`` (g/cm^3) for building the box, optional ``timestep_fs``, ``reference``.
+* ``density_guess`` (g/cm^3) for building the box, optional ``timestep_fs``;
+* optional ``reference``: published values a run of the system is validated against, each with
+  its ``source`` (e.g. ``density_298K: {value, tolerance, unit, source}``); read by
+  ``benchmarks/validate_reference.py``.
+
+Sources, descriptions and ``reference`` do not enter ``SystemDef.fingerprint()``, the hash that
+decides whether existing reference data still belong to the file.
 
 Everything is in LAMMPS ``real`` units.  A new system is a new file: nothing here is specific
 to methanol or water.
@@ -20,6 +26,8 @@ to methanol or water.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,6 +185,28 @@ class SystemDef:
             cmd += " a " + " ".join(map(str, angles))
         return cmd
 
+    def fingerprint(self) -> str:
+        """Hash of what a simulation of this system depends on (parameters, molecule, timestep).
+
+        Descriptions, literature sources and validation targets are left out, so that editing
+        them keeps existing reference data valid, while any change to the physics does not.
+        """
+        def physics(value):
+            if isinstance(value, dict):
+                return {str(k): physics(v) for k, v in value.items() if k != "source"}
+            if isinstance(value, (list, tuple)):
+                return [physics(v) for v in value]
+            return value
+
+        content = {
+            "force_field": physics(self.force_field), "atom_types": physics(self.atom_types),
+            "bond_types": physics(self.bond_types), "angle_types": physics(self.angle_types),
+            "dihedral_types": physics(self.dihedral_types), "residue": self.residue,
+            "atoms": [[a.name, a.type, a.charge, list(a.xyz)] for a in self.atoms],
+            "bonds": self.bonds, "density_guess": self.density_guess,
+            "timestep_fs": self.timestep_fs}
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
     def summary(self) -> dict:
         """What a metadata file records about the system."""
         return {
@@ -192,6 +222,7 @@ class SystemDef:
             "masses": {str(self.type_id(t)): p["mass"] for t, p in self.atom_types.items()},
             "molecule_mass": self.molecule_mass,
             "rigid": bool(self.force_field.get("shake")),
+            "fingerprint": self.fingerprint(),
         }
 
 

@@ -166,3 +166,20 @@ def test_changed_reference_setting_regenerates_instead_of_refusing(finished):
     meta = json.loads((Path(load_pipeline(path).record("reference")["outputs"]["T280"]["trajectory"])
                        .parent / "metadata.json").read_text())
     assert meta["seed"] != TINY["reference"].get("seed", 2024)
+
+
+def test_edited_system_file_changes_the_reference_key(finished, tmp_path, monkeypatch):
+    """The force field is an input of the reference stage: edit it and the data are regenerated;
+    edit only a comment or a literature source and nothing re-runs."""
+    _, path, _ = finished
+    keys = load_pipeline(path).keys()
+    datasets = tmp_path / "datasets"
+    (datasets / "methanol").mkdir(parents=True)
+    original = (REPO / "datasets" / "methanol" / "system.yaml").read_text()
+    monkeypatch.setenv("HIPCG_DATASETS", str(datasets))
+    (datasets / "methanol" / "system.yaml").write_text("# a user's note\n" + original)
+    assert load_pipeline(path).keys() == keys
+    (datasets / "methanol" / "system.yaml").write_text(original.replace("charge: -0.683", "charge: -0.693")
+                                                       .replace("charge:  0.418", "charge:  0.428"))
+    changed = load_pipeline(path).keys()
+    assert all(changed[stage] != keys[stage] for stage in keys)

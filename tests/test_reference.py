@@ -116,6 +116,25 @@ def test_changed_settings_are_refused_without_force(finished):
         run_reference(changed)
 
 
+def test_directories_of_hipcg_0_1_are_still_recognised(finished, tmp_path):
+    """Old runs recorded the system file's text; the same physics is still the same run."""
+    import shutil
+
+    cfg, res = finished
+    old_dir = tmp_path / res.directory.name
+    shutil.copytree(res.directory, old_dir)
+    ident = json.loads((old_dir / "config.json").read_text())
+    ident.pop("system")
+    ident["system_file"] = "# old comment\n" + load_system(cfg.system).path.read_text()
+    (old_dir / "config.json").write_text(json.dumps(ident))
+    (again,) = run_reference(tiny(cfg.system, tmp_path, molecules=cfg.molecules))
+    assert again.skipped
+    ident["system_file"] = ident["system_file"].replace("timestep_fs: ", "timestep_fs: 0.1 #")
+    (old_dir / "config.json").write_text(json.dumps(ident))
+    with pytest.raises(ReferenceError, match="different settings.*system"):
+        run_reference(tiny(cfg.system, tmp_path, molecules=cfg.molecules))
+
+
 def test_foreign_directory_is_not_overwritten(tmp_path):
     cfg = tiny("methanol", tmp_path, molecules=30)
     target = tmp_path / "methanol_T300_P1"
@@ -137,6 +156,28 @@ def test_bad_system_files_name_file_and_key(tmp_path):
         load_system(bad)
     with pytest.raises(SystemFileError, match="no system 'nosuch'"):
         load_system("nosuch")
+
+
+def test_metadata_records_the_system_fingerprint(finished):
+    cfg, res = finished
+    assert res.metadata["system"]["fingerprint"] == load_system(cfg.system).fingerprint()
+
+
+def test_system_fingerprint_follows_physics_not_comments(tmp_path):
+    """Editing sources or validation targets keeps reference data; a changed parameter does not."""
+    good = (REPO / "datasets" / "methanol" / "system.yaml").read_text()
+    base = load_system("methanol").fingerprint()
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(good.replace("value: 0.777", "value: 0.780")
+                      .replace("source: Jorgensen 1996}", "source: Jorgensen et al. JACS 1996}")
+                      .replace("# Liquid methanol", "# Edited comment: liquid methanol"))
+    assert edited.read_text() != good and load_system(edited).fingerprint() == base
+    for old, new in (("pair: [0.170, 3.12]", "pair: [0.171, 3.12]"),     # an epsilon
+                     ("[320.0, 1.410]", "[320.0, 1.420]"),                # a bond length
+                     ("timestep_fs: 1.0", "timestep_fs: 0.5")):
+        assert old in good
+        edited.write_text(good.replace(old, new))
+        assert load_system(edited).fingerprint() != base, old
 
 
 def test_truncate_dump_drops_partial_frames(tmp_path):
