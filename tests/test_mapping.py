@@ -438,3 +438,44 @@ def test_cli_map(methanol_run, tmp_path, capsys):
     bad.write_text("molecules: [{select: all, beads: [{name: A, type: A, atoms: [C, X]}]}]\n")
     assert main(argv[:2] + [str(bad)] + argv[3:] + ["--out", str(tmp_path / "b.npz")]) == 2
     assert "bad.yaml" in capsys.readouterr().err
+
+
+def test_cli_map_converts_a_metal_dump(methanol_run, tmp_path):
+    """`hipcg map --dump-units metal` gives the same dataset as the real-units dump it came from."""
+    from ase import units
+
+    from hipcg.cli import main
+    from hipcg.data import load_dataset
+
+    work, _ = methanol_run
+    # the same frames as a `units metal` run would write them: eV/Å forces, Å/ps velocities
+    to_ev = units.kcal / units.mol / units.eV
+    lines, cols = [], None
+    for line in (work / "traj.dump").read_text().splitlines():
+        if line.startswith("ITEM: ATOMS"):
+            cols = line.split()[2:]
+        elif line.startswith("ITEM:"):
+            cols = None
+        elif cols and len(line.split()) == len(cols):
+            values = line.split()
+            for k, name in enumerate(cols):
+                if name in ("fx", "fy", "fz"):
+                    values[k] = repr(float(values[k]) * to_ev)
+                elif name in ("vx", "vy", "vz"):
+                    values[k] = repr(float(values[k]) * 1000.0)
+            line = " ".join(values)
+        lines.append(line)
+    (tmp_path / "metal.dump").write_text("\n".join(lines) + "\n")
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text("molecules:\n  - select: all\n    name: MOH\n    type: MeOH\n")
+    common = ["map", "--mapping", str(mapping), "--topology", str(work / "methanol.data"),
+              "--atom-style", "id resid type charge x y z", "--quiet"]
+    assert main(common + ["--trajectory", str(work / "traj.dump"), "--out", str(tmp_path / "r.npz")]) == 0
+    assert main(common + ["--trajectory", str(tmp_path / "metal.dump"), "--dump-units", "metal",
+                          "--out", str(tmp_path / "m.npz")]) == 0
+    real, metal = load_dataset(tmp_path / "r.npz"), load_dataset(tmp_path / "m.npz")
+    assert np.abs(real.forces).mean() > 1.0
+    # MDAnalysis' dump reader holds float32: agreement to its precision (a unit slip is 23x)
+    np.testing.assert_allclose(metal.forces, real.forces, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(metal.velocities, real.velocities, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(metal.positions, real.positions)

@@ -7,48 +7,42 @@ import sys
 from pathlib import Path
 
 
-def open_universe(trajectory: Path, topology: Path | None = None, fmt: str | None = None,
-                  topology_format: str | None = None, atom_style: str | None = None):
-    """Open an MDAnalysis Universe; errors name the file that could not be read."""
-    import MDAnalysis as mda
+# MDAnalysis format names accepted for --format, for users who know them
+_FORMAT_ALIASES = {"lammpsdump": "lammps", "data": "lammps", "trr": "gromacs", "tpr": "gromacs",
+                   "gro": "gromacs", "xyz": "extxyz"}
 
-    for path in (topology, trajectory):
-        if path is not None and not Path(path).exists():
-            raise FileNotFoundError(f"{path}: no such file")
-    kwargs = {}
-    if fmt:
-        kwargs["format"] = fmt
-    if topology_format:
-        kwargs["topology_format"] = topology_format
-    if atom_style:
-        kwargs["atom_style"] = atom_style
-    args = [str(topology), str(trajectory)] if topology else [str(trajectory)]
-    try:
-        return mda.Universe(*args, **kwargs)
-    except Exception as err:  # MDAnalysis raises many types; say which files it was
-        files = " + ".join(args)
-        raise RuntimeError(f"MDAnalysis could not open {files}: {err}") from err
+
+def _format_name(value: str) -> str:
+    name = _FORMAT_ALIASES.get(value.lower(), value.lower())
+    if name not in ("lammps", "gromacs", "extxyz"):
+        raise argparse.ArgumentTypeError(f"{value!r}: choose lammps, gromacs or extxyz")
+    return name
 
 
 def _map(args: argparse.Namespace) -> int:
     from ..data import DatasetError
     from ..mapping import MappingError, load_mapping, write_dataset
+    from ..trajectory import TrajectoryError, open_trajectory
 
     try:
         if args.out.exists() and not args.force:
             raise FileExistsError(f"{args.out} exists; not overwriting it without --force")
         mapping = load_mapping(args.mapping)
-        universe = open_universe(args.trajectory, args.topology, args.format,
-                                 args.topology_format, args.atom_style)
+        # one opener for the CLI and the pipeline: it knows each format's units
+        trajectory = open_trajectory(args.topology or args.trajectory,
+                                     args.trajectory if args.topology else None,
+                                     format=args.format, dump_units=args.dump_units,
+                                     atom_style=args.atom_style)
         state = {"temperature": args.temperature, "pressure": args.pressure}
         summary = write_dataset(
-            universe, mapping, args.out, start=args.start, stop=args.stop, step=args.stride,
+            trajectory, mapping, args.out, start=args.start, stop=args.stop, step=args.stride,
             velocities=False if args.no_velocities else None,
             metadata={"state_point": {k: v for k, v in state.items() if v is not None},
                       "topology": str(args.topology) if args.topology else None},
             overwrite=args.force, progress=not args.quiet, source=str(args.trajectory),
             dtype="float32" if args.float32 else "float64")
-    except (MappingError, DatasetError, FileExistsError, FileNotFoundError, RuntimeError) as err:
+    except (MappingError, DatasetError, TrajectoryError, FileExistsError, FileNotFoundError,
+            RuntimeError) as err:
         print(f"hipcg map: error: {err}", file=sys.stderr)
         return 2
     print(f"{summary['path']}: {summary['frames']} frames, {summary['beads']} beads, "
@@ -63,14 +57,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "boxes) frame by frame and write one CG dataset file.")
     p.add_argument("--mapping", type=Path, required=True, help="mapping file (YAML)")
     p.add_argument("--trajectory", type=Path, required=True,
-                   help="trajectory with forces (LAMMPS dump with fx fy fz, TRR, ...)")
+                   help="trajectory with forces: LAMMPS dump (x y z fx fy fz), GROMACS TRR, extxyz")
     p.add_argument("--topology", type=Path, default=None,
-                   help="topology (LAMMPS data, PSF, GRO, PDB, TPR, ...); names/resnames help")
-    p.add_argument("--format", default=None, help="trajectory format for MDAnalysis "
-                   "(e.g. LAMMPSDUMP; default: from the file extension)")
-    p.add_argument("--topology-format", default=None, help="topology format (e.g. DATA)")
+                   help="topology: LAMMPS data file, GROMACS TPR/GRO (none for extxyz)")
+    p.add_argument("--format", type=_format_name, default=None,
+                   help="lammps, gromacs or extxyz (default: from the file suffixes)")
+    p.add_argument("--dump-units", choices=["real", "metal"], default="real",
+                   help="LAMMPS 'units' the dump was written in (default real); converted to real")
     p.add_argument("--atom-style", default=None,
-                   help="LAMMPS data atom style, e.g. 'id resid type charge x y z' (default: guessed)")
+                   help="LAMMPS data columns in MDAnalysis form (default that of atom_style full: "
+                        "'id resid type charge x y z')")
     p.add_argument("--out", type=Path, required=True, help="dataset file to write (.npz)")
     p.add_argument("--start", type=int, default=None, help="first frame (default 0)")
     p.add_argument("--stop", type=int, default=None, help="stop before this frame (default: end)")
