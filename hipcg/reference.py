@@ -69,7 +69,8 @@ class ReferenceConfig:
     thermo_every: int = 100
     nprocs: int = 1
     threads: int = 1
-    force: bool = False
+    force: bool = False                        # delete every existing state-point directory
+    replace_stale: bool = False                # delete only those written with other settings
     progress: bool = True
 
 
@@ -477,11 +478,13 @@ def run_state_point(cfg: ReferenceConfig, system: SystemDef, plan: Plan, tempera
             raise ReferenceError(f"{workdir} exists and was not written by hipcg reference: "
                                  f"choose another --out or pass --force to overwrite it")
         old = _upgrade_identity(json.loads(id_path.read_text()))
-        if old != identity:
+        if old != identity and cfg.replace_stale:
+            shutil.rmtree(workdir)
+        elif old != identity:
             diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
             raise ReferenceError(f"{workdir} holds a run with different settings ({', '.join(diff)}): "
                                  f"pass --force to overwrite it, or choose another --out")
-        if meta_path.exists():
+        elif meta_path.exists():
             return StatePointResult(temperature, cfg.pressure, workdir,
                                     json.loads(meta_path.read_text()), skipped=True)
     workdir.mkdir(parents=True, exist_ok=True)

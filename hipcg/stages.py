@@ -86,7 +86,8 @@ class EvaluateSection:
 
 
 # reference keys that the pipeline itself sets from the top level
-_REFERENCE_OWNED = ("system", "temperatures", "pressure", "out", "force", "progress")
+_REFERENCE_OWNED = ("system", "temperatures", "pressure", "out", "force", "replace_stale",
+                    "progress")
 
 
 def _reference_config(spec: PipelineSpec, section: dict, out: Path, pressure: float,
@@ -127,8 +128,9 @@ def run_reference(ctx: StageContext) -> dict:
     for pressure, points in _pressures(spec).items():
         cfg = _reference_config(spec, ctx.section, ctx.directory, pressure,
                                 [sp.temperature for sp in points])
-        # continue a killed run of this very configuration; otherwise old data is replaced
-        cfg.force = not ctx.resuming
+        # per state point: reuse a finished run of the same settings, continue a killed one,
+        # replace one made with other settings (a new state point leaves the others alone)
+        cfg.replace_stale = True
         for sp, result in zip(points, run(cfg)):
             files = result.metadata.get("files", {})
             outputs[sp.name] = {

@@ -183,3 +183,21 @@ def test_edited_system_file_changes_the_reference_key(finished, tmp_path, monkey
                                                        .replace("charge:  0.418", "charge:  0.428"))
     changed = load_pipeline(path).keys()
     assert all(changed[stage] != keys[stage] for stage in keys)
+
+
+def test_added_state_point_runs_only_the_new_reference(finished):
+    """Adding a state point regenerates nothing that is still valid."""
+    tmp, _, _ = finished
+    base = write_config(tmp)
+    run_pipeline(load_pipeline(base), only="reference", log=lambda m: None)
+    record = load_pipeline(base).record("reference")["outputs"]
+    stamps = {name: (Path(out["trajectory"]).parent / "metadata.json").stat().st_mtime_ns
+              for name, out in record.items()}
+    more = write_config(tmp, {"state_points": TINY["state_points"] + [
+        {"name": "T300", "temperature": 300.0, "role": "test"}]})
+    assert run_pipeline(load_pipeline(more), only="reference", log=lambda m: None) == {"reference": "ran"}
+    outputs = load_pipeline(more).record("reference")["outputs"]
+    assert set(outputs) == {"T280", "T320", "T300"}
+    for name, stamp in stamps.items():
+        assert (Path(outputs[name]["trajectory"]).parent / "metadata.json").stat().st_mtime_ns == stamp
+    assert Path(outputs["T300"]["trajectory"]).is_file()
