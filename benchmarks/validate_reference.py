@@ -28,38 +28,75 @@ from hipcg.systems import load_system
 
 
 def rdf_oo(topology: Path, dump: Path, oxygen_type: int, r_max: float = 8.0, dr: float = 0.02):
-    """O-O g(r) over all production frames (orthorhombic minimum image)."""
+    """O-O g(r) over all production frames (MDAnalysis InterRDF), and its smoothed first maximum."""
+    from MDAnalysis.analysis.rdf import InterRDF
+
     from hipcg.trajectory import open_trajectory
 
-    traj = open_trajectory(topology, dump)
-    edges = np.arange(0.0, r_max + dr, dr)
-    hist = np.zeros(len(edges) - 1)
-    n_frames, rho_sum, n_o = 0, 0.0, 0
-    for frame in traj.frames():
-        sel = frame.types.astype(str) == str(oxygen_type)
-        x = frame.positions[sel]
-        box = np.diag(frame.box)
-        n_o = len(x)
-        for i in range(n_o - 1):
-            d = x[i + 1:] - x[i]
-            d -= box * np.round(d / box)
-            r = np.sqrt((d * d).sum(axis=1))
-            hist += np.histogram(r, bins=edges)[0]
-        rho_sum += n_o / np.prod(box)
-        n_frames += 1
-    rho = rho_sum / n_frames
-    shell = 4.0 / 3.0 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
-    g = 2.0 * hist / (n_frames * n_o * rho * shell)
-    r = 0.5 * (edges[1:] + edges[:-1])
+    u = open_trajectory(topology, dump).universe
+    oxygens = u.select_atoms(f"type {oxygen_type}")
+    calc = InterRDF(oxygens, oxygens, nbins=int(round(r_max / dr)), range=(0.0, r_max),
+                    exclusion_block=(1, 1)).run()   # (1, 1): no atom paired with itself
+    r, g = calc.results.bins, calc.results.rdf
     smooth = np.convolve(g, np.ones(5) / 5, mode="same")   # 0.1 Å window against bin noise
     k = int(np.argmax(smooth))
-    return r, g, float(r[k]), float(smooth[k]), n_frames
+    return r, g, float(r[k]), float(smooth[k]), calc.n_frames
 
 
 def block_error(values: np.ndarray, n_blocks: int = 5) -> float:
     """Standard error of the mean from block averages (samples are correlated over ps)."""
     blocks = np.array([b.mean() for b in np.array_split(values, n_blocks)])
     return float(blocks.std(ddof=1) / np.sqrt(n_blocks))
+
+
+def plot_density(name: str, samples: np.ndarray, dt_fs: float, window: tuple[float, float],
+                 target: dict, experiment: float | None, path: Path) -> None:
+    """NPT density against time with the averaging window and the published value (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = samples[:, 0] * dt_fs / 1000.0
+    value, tol = float(target["value"]), float(target["tolerance"])
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.plot(t, samples[:, 2], lw=0.4, color="0.6", label="NPT samples")
+    ps = max(1, int(round(1000.0 / dt_fs / max(1.0, samples[1, 0] - samples[0, 0]))))  # ~1 ps
+    n = len(t) // ps * ps
+    ax.plot(t[:n].reshape(-1, ps).mean(1), samples[:n, 2].reshape(-1, ps).mean(1), color="C0",
+            label="1 ps means")
+    ax.axvspan(*window, color="C0", alpha=0.08, label="averaging window")
+    ax.axhline(value, color="C3", label=f"target {value:g}")
+    ax.axhspan(value * (1 - tol), value * (1 + tol), color="C3", alpha=0.1, label=f"±{tol:.0%}")
+    if experiment:
+        ax.axhline(experiment, color="k", ls="--", lw=0.8, label=f"experiment {experiment:g}")
+    ax.set_xlabel("time (ps)")
+    ax.set_ylabel("density (g/cm³)")
+    ax.set_title(f"{name}, 298 K, 1 atm")
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_goo(r: np.ndarray, g: np.ndarray, peak: dict, path: Path) -> None:
+    """The O-O g(r) with the reference first maximum marked (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(r, g, lw=1.0, label="SPC/E, this run")
+    ax.plot([peak["r"]], [peak["g"]], "kx", ms=8, label=f"{peak.get('kind', 'reference')} first maximum")
+    ax.axhline(1.0, color="0.7", lw=0.6)
+    ax.set_xlim(2.0, r.max())
+    ax.set_xlabel("r (Å)")
+    ax.set_ylabel("g_OO(r)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def density_entry(name: str, result, target: dict) -> tuple[dict, list[str]]:
@@ -115,8 +152,12 @@ def main(argv=None) -> int:
         density, density_rows = density_entry(name, res, refs["density_298K"])
         entry.update(density)
         rows += density_rows
-        if "experiment_density_298K" in refs:
-            exp = float(refs["experiment_density_298K"]["value"])
+        exp = float(refs["experiment_density_298K"]["value"]) if "experiment_density_298K" in refs else None
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        plot_density(name, read_samples(res.directory / "npt_samples.dat"), m["timestep_fs"],
+                     tuple(m["npt_window_ps"]), refs["density_298K"], exp,
+                     args.json.parent / f"{name}_density_npt.png")
+        if exp is not None:
             entry["experiment_density"] = exp
             rows.append(f"| {name} density vs experiment | {m['density_npt_mean']:.4f} | {exp} | "
                         f"{m['density_npt_mean'] / exp - 1:+.2%} | (force field's own error) |")
@@ -128,6 +169,7 @@ def main(argv=None) -> int:
                          rdf_target_r=peak["r"], rdf_target_g=peak["g"],
                          rdf_target_source=" ".join(str(peak["source"]).split()))
             np.savetxt(args.json.parent / "spce_goo.dat", np.c_[r, g], header="r/A g_OO(r)")
+            plot_goo(r, g, peak, args.json.parent / "spce_goo.png")
             rows.append(f"| {name} g_OO first peak (r, height) | {r_pk:.2f} Å, {g_pk:.2f} | "
                         f"{peak['r']} Å, {peak['g']} | {r_pk - peak['r']:+.2f} Å, "
                         f"{g_pk / peak['g'] - 1:+.1%} | |")
