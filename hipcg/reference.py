@@ -336,7 +336,8 @@ def _header(system: SystemDef, cfg: ReferenceConfig) -> list[str]:
     return ["units real", "atom_style full", "boundary p p p"]
 
 
-def _setup(system: SystemDef, cfg: ReferenceConfig, plan: Plan, restart: str | None) -> list[str]:
+def setup_commands(system: SystemDef, cfg: ReferenceConfig, plan: Plan, restart: str | None) -> list[str]:
+    """Units, box or restart, force field, neighbour and thermo settings of every stage."""
     lines = _header(system, cfg)
     if restart:
         # Styles are re-issued: kspace settings are not stored in restart files.
@@ -387,7 +388,7 @@ def build_script(system: SystemDef, cfg: ReferenceConfig, plan: Plan, temperatur
 
 def npt_script(system: SystemDef, cfg: ReferenceConfig, plan: Plan, temperature: float,
                restart: str, fresh: bool) -> str:
-    lines = _setup(system, cfg, plan, restart)
+    lines = setup_commands(system, cfg, plan, restart)
     if fresh:
         lines.append("reset_timestep 0")
     lines += [
@@ -407,7 +408,7 @@ def npt_script(system: SystemDef, cfg: ReferenceConfig, plan: Plan, temperature:
 def nvt_script(system: SystemDef, cfg: ReferenceConfig, plan: Plan, temperature: float,
                restart: str, mean_volume: float | None) -> str:
     """Production; ``mean_volume`` given: a fresh start from the NPT state, else a resume."""
-    lines = _setup(system, cfg, plan, restart)
+    lines = setup_commands(system, cfg, plan, restart)
     lines += [system.shake_command() or "",
               f"fix thermostat all nvt temp {temperature} {temperature} {cfg.tdamp_fs}"]
     if mean_volume is not None:
