@@ -99,11 +99,10 @@ def plot_goo(r: np.ndarray, g: np.ndarray, peak: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def density_entry(name: str, result, target: dict) -> tuple[dict, list[str]]:
-    """Density figures of one run against the system file's target (value, tolerance, source)."""
-    m = result.metadata
+def density_entry(name: str, m: dict, samples: np.ndarray, target: dict) -> tuple[dict, list[str]]:
+    """Density figures of one run (metadata ``m``, NPT ``samples``) against the system file's
+    target (value, tolerance, source)."""
     lo, hi = m["npt_window_ps"]
-    samples = read_samples(result.directory / "npt_samples.dat")
     window = samples[samples[:, 0] * m["timestep_fs"] / 1000.0 > lo]
     err = block_error(window[:, 2])
     value, tol = float(target["value"]), float(target["tolerance"])
@@ -149,12 +148,13 @@ def main(argv=None) -> int:
                                    "equilibrate_ps", "production_ps", "ns_per_day", "nprocs",
                                    "threads", "cutoff", "kspace", "lammps_version")}
         entry["wall_s_this_call"] = time.perf_counter() - t0
-        density, density_rows = density_entry(name, res, refs["density_298K"])
+        samples = read_samples(res.directory / "npt_samples.dat")
+        density, density_rows = density_entry(name, m, samples, refs["density_298K"])
         entry.update(density)
         rows += density_rows
         exp = float(refs["experiment_density_298K"]["value"]) if "experiment_density_298K" in refs else None
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        plot_density(name, read_samples(res.directory / "npt_samples.dat"), m["timestep_fs"],
+        plot_density(name, samples, m["timestep_fs"],
                      tuple(m["npt_window_ps"]), refs["density_298K"], exp,
                      args.json.parent / f"{name}_density_npt.png")
         if exp is not None:

@@ -25,7 +25,6 @@ import json
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -143,16 +142,13 @@ def _identity(cfg: ReferenceConfig, system: SystemDef, plan: Plan, temperature: 
             "pdamp_fs": cfg.pdamp_fs, **asdict(plan)}
 
 
-def _upgrade_identity(old: dict) -> dict:
+def _upgrade_identity(old: dict, system: SystemDef) -> dict:
     """Directories written by hipcg 0.1 kept the whole system file text: compare its physics."""
     if "system_file" in old:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "system.yaml"
-            path.write_text(old.pop("system_file"))
-            try:
-                old["system"] = load_system(path).fingerprint()
-            except SystemFileError:
-                old["system"] = None
+        try:
+            old["system"] = load_system(system.path, text=old.pop("system_file")).fingerprint()
+        except SystemFileError:
+            old["system"] = None
     return old
 
 
@@ -478,7 +474,7 @@ def run_state_point(cfg: ReferenceConfig, system: SystemDef, plan: Plan, tempera
         if not id_path.exists():
             raise ReferenceError(f"{workdir} exists and was not written by hipcg reference: "
                                  f"choose another --out or pass --force to overwrite it")
-        old = _upgrade_identity(json.loads(id_path.read_text()))
+        old = _upgrade_identity(json.loads(id_path.read_text()), system)
         if old != identity and cfg.replace_stale:
             shutil.rmtree(workdir)
         elif old != identity:

@@ -252,11 +252,14 @@ def find_system_file(name_or_path: str | os.PathLike) -> Path:
                        f"in {', '.join(map(str, roots))}")
 
 
-def load_system(name_or_path: str | os.PathLike) -> SystemDef:
-    """Read and validate a system file; errors name the file and the offending key."""
+def load_system(name_or_path: str | os.PathLike, text: str | None = None) -> SystemDef:
+    """Read and validate a system file; errors name the file and the offending key.
+
+    ``text``: validate this content (e.g. an earlier version of the file) in place of the file's.
+    """
     path = find_system_file(name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text() if text is None else text)
     except yaml.YAMLError as err:
         raise SystemFileError(f"{path}: not valid YAML: {err}") from err
     if not isinstance(raw, dict):
