@@ -276,8 +276,11 @@ def run_simulate(ctx: StageContext) -> dict:
     models = _models(ctx)
     outputs: dict = {}
     jobs = [(sp, m, e) for sp in _evaluation_points(ctx) for m in models for e in ensembles]
+    loaded: dict = {}  # the current state point's dataset only (jobs come grouped by state point)
     for sp, name, ensemble in tqdm(jobs, desc="CG MD", unit="run"):
-        ds = load_dataset(sp.dataset)
+        if sp.dataset not in loaded:
+            loaded = {sp.dataset: load_dataset(sp.dataset)}
+        ds = loaded[sp.dataset]
         cfg = simulation_config(Path(models[name]), settings, state_of(sp, ds), ensemble)
         workdir = ctx.directory / sp.name / name / ensemble
         res, blew_up = run_or_blowup(cfg, StartStructure.from_dataset(ds, -1), workdir,
