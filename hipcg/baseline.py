@@ -29,6 +29,7 @@ import numpy as np
 
 from .atomic import write_json_atomic, write_text_atomic
 from .analysis import type_pairs
+from .errors import DataError, OutputExistsError
 
 DESCRIPTOR_KIND = "hipcg-baseline-table"
 
@@ -161,7 +162,7 @@ def fit_pair_forces(frames, type_names: list[str], cutoff: float, dr: float = 0.
         gtf += g.T @ np.asarray(forces, dtype=np.float64).reshape(-1)
         n_frames += 1
     if n_frames == 0:
-        raise ValueError("no frames to fit")
+        raise DataError("no frames to fit")
     diag = np.diag(gtg)
     scale = diag[diag > 0].mean() if np.any(diag > 0) else 1.0
     coef = np.linalg.solve(gtg + ridge * scale * np.eye(m), gtf)
@@ -223,7 +224,7 @@ def write_table(table: PairForceTable, path: str | os.PathLike, n_points: int = 
     table_path = path.with_suffix(".table")
     for target in (path, table_path):
         if target.exists() and not overwrite:
-            raise FileExistsError(f"{target} exists; not overwriting it (use --force)")
+            raise OutputExistsError(f"{target} exists; not overwriting it (use --force)")
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = ["# hipcg baseline: pairwise force-matched (MS-CG) CG pair potentials, units real",
              "# columns: index, r (Å), U (kcal/mol), f = -dU/dr (kcal/mol/Å)", ""]
@@ -248,7 +249,7 @@ def read_descriptor(path: str | os.PathLike) -> dict:
     path = Path(path)
     desc = json.loads(path.read_text())
     if desc.get("kind") != DESCRIPTOR_KIND:
-        raise ValueError(f"{path} is not a hipcg baseline descriptor (kind {desc.get('kind')!r})")
+        raise DataError(f"{path} is not a hipcg baseline descriptor (kind {desc.get('kind')!r})")
     desc["table_path"] = str((path.parent / desc["table"]).resolve())
     return desc
 

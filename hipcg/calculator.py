@@ -20,6 +20,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from .graph import evaluate, periodic_graph
 from .modelfile import load_model
+from .errors import DataError
 
 KCAL_PER_MOL = units.kcal / units.mol  # eV per (kcal/mol)
 
@@ -38,7 +39,7 @@ class HipcgCalculator(Calculator):
         try:
             return np.array([self._index[str(n)] for n in names], dtype=np.int64)
         except KeyError as err:
-            raise ValueError(f"bead type {err.args[0]!r} is not in the model's types "
+            raise DataError(f"bead type {err.args[0]!r} is not in the model's types "
                              f"{self.metadata.type_names}") from None
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):

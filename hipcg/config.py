@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 
-class ConfigError(ValueError):
-    """A bad configuration value; the message starts with the key path (e.g. train.optimizer.lr)."""
+from .errors import ConfigError  # noqa: E402,F401  (the one definition; re-exported)
 
 
 #: Per-dataclass value rules: {cls: {field: (predicate, message)}}, checked after conversion.
@@ -121,6 +120,6 @@ def from_dict(cls, data: dict | None, path: str, rules: Rules | None = None):
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as err:
-        if isinstance(err, ConfigError):
+        if isinstance(err, ConfigError) and str(err).startswith(path):
             raise
         raise ConfigError(f"{path}: {err}") from err

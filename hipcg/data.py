@@ -36,12 +36,14 @@ from pathlib import Path
 import numpy as np
 
 from . import UNITS
+from .errors import DataError
+from .errors import OutputExistsError
 
 FORMAT_VERSION = 1
 _FRAME_ARRAYS = ("positions", "forces", "velocities")
 
 
-class DatasetError(ValueError):
+class DatasetError(DataError):
     """A dataset file is missing, malformed, or in other units."""
 
 
@@ -115,7 +117,7 @@ class CGDataset:
 
 def _check_target(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; not overwriting it (use --force / overwrite=True)")
+        raise OutputExistsError(f"{path} exists; not overwriting it (use --force / overwrite=True)")
     if path.suffix != ".npz":
         raise DatasetError(f"{path}: dataset files end in .npz")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -227,7 +229,7 @@ class DatasetWriter:
                     with zf.open(f"{name}.npy", "w", force_zip64=True) as out:
                         np.lib.format.write_array(out, value, allow_pickle=False)
             if self.path.exists() and not self.overwrite:  # appeared while we were writing
-                raise FileExistsError(f"{self.path} exists; not overwriting it")
+                raise OutputExistsError(f"{self.path} exists; not overwriting it")
             os.replace(tmp, self.path)
         finally:
             self.closed = True

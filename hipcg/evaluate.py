@@ -21,6 +21,7 @@ import numpy as np
 
 from . import analysis as A
 from .simulate import SimulationConfig, StartStructure, run_or_blowup
+from .errors import DataError, OutputExistsError
 
 
 @dataclass
@@ -87,7 +88,7 @@ class ForcePredictor:
         index = {n: k for k, n in enumerate(self.type_names)}
         missing = sorted(set(dataset_type_names[t] for t in np.unique(bead_types)) - set(index))
         if missing:
-            raise ValueError(f"{self.path}: knows types {self.type_names}, data has {missing}")
+            raise DataError(f"{self.path}: knows types {self.type_names}, data has {missing}")
         return np.array([index[dataset_type_names[t]] for t in bead_types])
 
     def forces(self, positions, box, species) -> np.ndarray:
@@ -128,7 +129,7 @@ def state_of(sp: StatePoint, dataset) -> dict:
     meta = dataset.metadata.get("state_point", {}) or {}
     temperature = sp.temperature if sp.temperature is not None else meta.get("temperature")
     if temperature is None:
-        raise ValueError(f"state point {sp.name}: no temperature given or in {sp.dataset}'s metadata")
+        raise DataError(f"state point {sp.name}: no temperature given or in {sp.dataset}'s metadata")
     pressure = sp.pressure if sp.pressure is not None else meta.get("pressure")
     density = float(A.density(dataset.masses, dataset.boxes).mean())
     interval = sp.frame_interval_fs or dataset.metadata.get("frame_interval_fs")
@@ -230,7 +231,7 @@ def evaluate(models: dict[str, str | os.PathLike], state_points: list[StatePoint
     workdir = Path(workdir)
     target = workdir / "evaluation.json"
     if target.exists() and not force:
-        raise FileExistsError(f"{target} exists; not overwriting it (use --force)")
+        raise OutputExistsError(f"{target} exists; not overwriting it (use --force)")
     workdir.mkdir(parents=True, exist_ok=True)
     predictors = {name: ForcePredictor(path) for name, path in models.items()}
     result = {"settings": asdict(settings),

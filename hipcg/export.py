@@ -34,7 +34,7 @@ def export_model(model: CGModel, path: str | Path, type_names: list[str], config
     if dtype not in DTYPES:
         raise ModelFileError(f"dtype {dtype!r}: allowed values are {sorted(DTYPES)}")
     if len(type_names) != model.n_types:
-        raise ValueError(f"{len(type_names)} type names for a model with {model.n_types} types")
+        raise ModelFileError(f"{len(type_names)} type names for a model with {model.n_types} types")
     meta_info = {"hyperparameters": dict(config.__dict__),
                  "prior": model.prior.to_dict(type_names) if model.prior is not None else None,
                  "versions": {"hipcg": __version__, "hippynn": hippynn.__version__,

@@ -15,8 +15,10 @@ import shutil
 import sys
 from pathlib import Path
 
+from .errors import RunError
 
-class LammpsSetupError(RuntimeError):
+
+class LammpsSetupError(RunError):
     """The LAMMPS/MPI installation is missing or incomplete."""
 
 

@@ -12,16 +12,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import lammps_env
+from .errors import RunError
+from .errors import DataError
 
 
-class LammpsError(RuntimeError):
+class LammpsError(RunError):
     """LAMMPS stopped with an error; ``message`` holds its ERROR line(s)."""
 
-    def __init__(self, message: str, workdir: Path, output: str):
+    def __init__(self, message: str, workdir: Path, output: str, log_file: Path | None = None):
         super().__init__(f"LAMMPS failed in {workdir}: {message}")
         self.message = message
         self.workdir = workdir
         self.output = output
+        # the file a user should read next (pipeline stage failures point at it)
+        self.log_file = log_file if log_file is not None else Path(workdir) / "log.lammps"
 
 
 @dataclass
@@ -58,7 +62,7 @@ def run_lammps(script: str, workdir: str | os.PathLike, nprocs: int = 1, threads
     if proc.returncode != 0 or errors:
         message = "; ".join(dict.fromkeys(errors)) or (
             f"exit code {proc.returncode}: " + "\n".join(output.strip().splitlines()[-15:]))
-        raise LammpsError(message, workdir, output)
+        raise LammpsError(message, workdir, output, workdir / log_name)
     log = workdir / log_name
     thermo = LogFile(str(log)).runs if log.exists() else []
     return LammpsResult(workdir=workdir, output=output, thermo=thermo)
@@ -95,22 +99,22 @@ def read_dump(path: str | os.PathLike, allow_truncated: bool = False) -> list[di
     k = 0
     while k < len(lines):
         if not lines[k].startswith("ITEM: TIMESTEP"):
-            raise ValueError(f"{path}: line {k + 1}: expected 'ITEM: TIMESTEP', got {lines[k]!r}")
+            raise DataError(f"{path}: line {k + 1}: expected 'ITEM: TIMESTEP', got {lines[k]!r}")
         if len(lines) < k + 9:
             if allow_truncated:
                 break
-            raise ValueError(f"{path}: line {k + 1}: truncated frame header")
+            raise DataError(f"{path}: line {k + 1}: truncated frame header")
         timestep = int(lines[k + 1])
         n_atoms = int(lines[k + 3])
         header = lines[k + 8]
         if not header.startswith("ITEM: ATOMS"):
-            raise ValueError(f"{path}: line {k + 9}: expected 'ITEM: ATOMS', got {header!r}")
+            raise DataError(f"{path}: line {k + 9}: expected 'ITEM: ATOMS', got {header!r}")
         if len(lines) < k + 9 + n_atoms and allow_truncated:
             break
         columns = header.split()[2:]
         rows = np.loadtxt(lines[k + 9: k + 9 + n_atoms], ndmin=2)
         if rows.shape != (n_atoms, len(columns)):
-            raise ValueError(f"{path}: frame at timestep {timestep} is truncated")
+            raise DataError(f"{path}: frame at timestep {timestep} is truncated")
         if "id" in columns:
             rows = rows[np.argsort(rows[:, columns.index("id")])]
         frame = {name: rows[:, c] for c, name in enumerate(columns)}

@@ -38,11 +38,13 @@ from typing import Iterator
 
 import numpy as np
 
+from .errors import DataError
+
 WEIGHTS = ("mass", "geometry")
 _MAX_LISTED = 5  # how many offending atoms/residues an error message lists
 
 
-class MappingError(ValueError):
+class MappingError(DataError):
     """A mapping file is malformed or does not fit the topology / trajectory."""
 
 

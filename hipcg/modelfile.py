@@ -25,8 +25,8 @@ CONTRACT_VERSION = 1
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-class ModelFileError(ValueError):
-    """A model file that cannot be used, with the file named in the message."""
+from .errors import ModelFileError  # noqa: E402,F401  (the one definition; re-exported)
+from .errors import OutputExistsError
 
 
 @dataclass
@@ -84,7 +84,7 @@ def save_model(module: torch.jit.ScriptModule, path: str | os.PathLike, metadata
     """Write ``module`` with ``metadata`` to ``path`` atomically (temp file + rename)."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --force) to replace it")
+        raise OutputExistsError(f"{path} exists; pass overwrite=True (CLI: --force) to replace it")
     if not isinstance(module, torch.jit.ScriptModule):
         raise TypeError("save_model needs a TorchScript module (torch.jit.script or torch.jit.trace)")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,13 +24,14 @@ import yaml
 
 from . import __version__
 from .atomic import write_json_atomic
+from .errors import ConfigError
 
 STAGES = ("reference", "map", "train", "export", "simulate", "evaluate", "report")
 RECORD = "stage.json"
 SHARED_KEYS = ("system", "state_points", "trajectories")  # every stage depends on these
 
 
-class PipelineConfigError(ValueError):
+class PipelineConfigError(ConfigError):
     """A pipeline file that cannot run; the message names the file and the key path."""
 
 
@@ -140,6 +141,10 @@ def run_pipeline(pipeline: Pipeline, from_stage: str | None = None, only: str | 
             continue
         directory = pipeline.stage_dir(stage.name)
         directory.mkdir(parents=True, exist_ok=True)
+        # this stage's outputs are about to change: its record and every later stage's record
+        # go first, so that a kill leaves them "interrupted", never "done" over stale outputs
+        for later in names[index:]:
+            (pipeline.stage_dir(later) / RECORD).unlink(missing_ok=True)
         started = directory / "config.yaml"
         resuming = (not up_to_date and started.exists()
                     and (yaml.safe_load(started.read_text()) or {}).get("key") == keys[stage.name])
@@ -148,8 +153,13 @@ def run_pipeline(pipeline: Pipeline, from_stage: str | None = None, only: str | 
              "key": keys[stage.name]}, sort_keys=False))
         log(f"[{stage.name}] {'resuming' if resuming else 'running'} in {directory}")
         start = time.perf_counter()
-        outputs = stage.run(StageContext(stage.name, directory, pipeline.section(stage.name),
-                                         pipeline, dict(upstream), resuming))
+        try:
+            outputs = stage.run(StageContext(stage.name, directory, pipeline.section(stage.name),
+                                             pipeline, dict(upstream), resuming))
+        except (KeyboardInterrupt, StageFailed):
+            raise
+        except Exception as err:  # noqa: BLE001 - any stage failure is reported with its stage
+            raise StageFailed(stage.name, directory, err) from err
         seconds = time.perf_counter() - start
         write_json_atomic(directory / RECORD, sort_keys=True, default=str, data={
             "stage": stage.name, "key": keys[stage.name], "outputs": outputs,

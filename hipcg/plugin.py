@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import lammps_env
+from .errors import RunError
 
 PLUGIN_NAME = "hipcgplugin.so"
 SOURCE_DIR = Path(__file__).resolve().parent.parent / "lammps_plugin"
 
 
-class PluginBuildError(RuntimeError):
-    pass
+class PluginBuildError(RunError):
+    """The C++ plugin could not be configured or compiled; the message holds the build log's tail."""
 
 
 def cache_root() -> Path:

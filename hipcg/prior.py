@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .graph import periodic_graph
+from .errors import ConfigError, DataError
 
 
 @dataclass
@@ -66,9 +67,9 @@ class RepulsivePrior(torch.nn.Module):
         t, p, s, dr = tables
         for name, x in (("t", t), ("p", p), ("s", s), ("dr", dr)):
             if not np.allclose(x, x.T):
-                raise ValueError(f"prior parameter {name} must be symmetric in the type pair")
+                raise ConfigError(f"prior parameter {name} must be symmetric in the type pair")
         if np.any(p <= 0) or np.any(p >= 1) or np.any(dr <= 0) or np.any(s < 0):
-            raise ValueError("prior needs 0 < p < 1, dr > 0, s >= 0")
+            raise ConfigError("prior needs 0 < p < 1, dr > 0, s >= 0")
         a = np.log(1.0 / p) / dr
         # flattened tables indexed by type_i * n_types + type_j; E = c exp(a (t - r))
         self.register_buffer("a", torch.as_tensor(a.ravel(), dtype=dtype))
@@ -152,7 +153,7 @@ def fit_prior(datasets, type_names: list[str], config: PriorConfig | None = None
             if len(above):
                 t[i, j] = edges[above[0]]  # left edge of the first bin above the threshold
     if np.all(np.isnan(t)):
-        raise ValueError(f"no bead pair closer than r_max = {config.r_max} Å in the data: "
+        raise DataError(f"no bead pair closer than r_max = {config.r_max} Å in the data: "
                          "cannot place the prior (raise prior.r_max)")
     # a type pair never seen within r_max gets the closest onset of the others (conservative)
     t = np.where(np.isnan(t), np.nanmin(t), t)

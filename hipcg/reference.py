@@ -33,13 +33,14 @@ from . import UNITS, __version__, lammps_env
 from .atomic import write_json_atomic
 from .lammps_runner import LammpsError
 from .systems import SystemDef, SystemFileError, load_system
+from .errors import InputError
 
 THERMO_COLUMNS = ["step", "temp", "press", "density", "vol", "pe"]
 DUMP_COLUMNS = "id mol type x y z ix iy iz vx vy vz fx fy fz"
 SAMPLE_EVERY = 10  # steps between density/volume samples
 
 
-class ReferenceError(RuntimeError):
+class ReferenceError(InputError):
     """A reference run cannot go on (bad configuration, existing data, inconsistent files)."""
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import OutputExistsError
+
 SECTIONS = ("Summary", "State points", "Force errors", "Structure", "Density and pressure",
             "Diffusion", "Figures", "Definitions")
 
@@ -279,7 +281,7 @@ def write_report(result: dict | str | os.PathLike, outdir: str | os.PathLike, fo
         result = json.loads(Path(result).read_text())
     outdir = Path(outdir)
     if (outdir / "report.md").exists() and not force:
-        raise FileExistsError(f"{outdir / 'report.md'} exists; not overwriting it (use --force)")
+        raise OutputExistsError(f"{outdir / 'report.md'} exists; not overwriting it (use --force)")
     # build in a temporary sibling directory, then move files into place: no half-written report
     tmp = outdir.parent / f".{outdir.name}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

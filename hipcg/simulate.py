@@ -33,6 +33,8 @@ import numpy as np
 from .atomic import write_text_atomic
 from .lammps_data import write_lammps_data
 from .lammps_runner import LammpsError, read_dump, run_lammps
+from .errors import RunError
+from .errors import ConfigError, DataError, OutputExistsError
 
 INPUT_NAME = "in.lammps"
 DATA_NAME = "data.lammps"
@@ -44,7 +46,7 @@ BLOWUP_FIXES = {"halt_close": "beads closer than the distance floor",
                 "halt_lost": "atoms lost"}
 
 
-class BlowUpError(RuntimeError):
+class BlowUpError(RunError):
     """The simulation became unphysical; ``step`` and ``reason`` say when and why."""
 
     def __init__(self, step: int | None, reason: str, workdir: Path | None = None):
@@ -84,17 +86,17 @@ class SimulationConfig:
 
     def __post_init__(self):
         if self.ensemble not in ("nvt", "npt"):
-            raise ValueError(f"ensemble must be nvt or npt, got {self.ensemble!r}")
+            raise ConfigError(f"ensemble must be nvt or npt, got {self.ensemble!r}")
         if self.thermostat not in ("langevin", "nose-hoover"):
-            raise ValueError(f"thermostat must be langevin or nose-hoover, got {self.thermostat!r}")
+            raise ConfigError(f"thermostat must be langevin or nose-hoover, got {self.thermostat!r}")
         for name in ("temperature", "timestep", "t_damp", "p_damp", "min_distance",
                      "max_temperature_factor"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.steps < 1 or self.dump_every < 1 or self.thermo_every < 1 or self.check_every < 1:
-            raise ValueError("steps, dump_every, thermo_every and check_every must be >= 1")
+            raise ConfigError("steps, dump_every, thermo_every and check_every must be >= 1")
         if not 0 <= self.equilibration < 1:
-            raise ValueError("equilibration is a fraction in [0, 1)")
+            raise ConfigError("equilibration is a fraction in [0, 1)")
 
     @classmethod
     def from_dict(cls, data: dict, path: str = "simulate") -> "SimulationConfig":
@@ -268,7 +270,7 @@ def write_inputs(config: SimulationConfig, start: StartStructure, workdir: str |
     workdir = Path(workdir)
     if workdir.exists() and any(workdir.iterdir()):
         if not force:
-            raise FileExistsError(f"{workdir} is not empty; not overwriting it (use --force)")
+            raise OutputExistsError(f"{workdir} is not empty; not overwriting it (use --force)")
         for name in (INPUT_NAME, DATA_NAME, DUMP_NAME, LOG_NAME, SUMMARY_NAME, "system.json"):
             (workdir / name).unlink(missing_ok=True)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -276,7 +278,7 @@ def write_inputs(config: SimulationConfig, start: StartStructure, workdir: str |
     names = info["type_names"]
     missing = sorted(set(start.type_names[t] for t in np.unique(start.bead_types)) - set(names))
     if missing:
-        raise ValueError(f"bead types {missing} of the start structure are not in the model {names}")
+        raise DataError(f"bead types {missing} of the start structure are not in the model {names}")
     # LAMMPS type k+1 is the structure's type_names[k]; the pair_coeff line names them in that order
     lmp_types = start.bead_types + 1
     type_masses = np.zeros(len(start.type_names))
@@ -284,7 +286,7 @@ def write_inputs(config: SimulationConfig, start: StartStructure, workdir: str |
         sel = start.bead_types == t
         type_masses[t] = start.masses[sel][0] if sel.any() else 1.0
         if sel.any() and not np.allclose(start.masses[sel], type_masses[t]):
-            raise ValueError(f"beads of type {start.type_names[t]} have different masses")
+            raise DataError(f"beads of type {start.type_names[t]} have different masses")
     use_v = config.initial_velocities and start.velocities is not None
     write_lammps_data(workdir / DATA_NAME, np.asarray(start.positions, float), lmp_types, type_masses,
                       np.asarray(start.box, float), velocities=start.velocities if use_v else None,

@@ -34,13 +34,15 @@ from pathlib import Path
 
 import yaml
 
+from .errors import ConfigError
+
 AVOGADRO = 6.02214076e23
 
 #: Where ``load_system("name")`` looks: ``$HIPCG_DATASETS`` first, then the repository's datasets/.
 DATASETS_DIR = Path(__file__).resolve().parent.parent / "datasets"
 
 
-class SystemFileError(ValueError):
+class SystemFileError(ConfigError):
     """A system file is missing or malformed; the message names the file and the key."""
 
 

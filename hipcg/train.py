@@ -33,6 +33,7 @@ from .graph import PairGraph
 from .models.cg import CGModel, build_cg_model
 from .models.hipnn import NETWORKS, HipnnConfig
 from .prior import PriorConfig, RepulsivePrior, fit_prior
+from .errors import OutputExistsError
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "model_state.pt"  # best weights + everything `hipcg export` needs
@@ -476,7 +477,7 @@ def train(config: TrainConfig, resume: bool = False, force: bool = False, progre
     out = Path(config.out_dir)
     ckpt_path = out / CHECKPOINT
     if out.exists() and any(out.iterdir()) and not resume and not force:
-        raise FileExistsError(f"{out} is not empty; use resume=True (--resume) to continue or "
+        raise OutputExistsError(f"{out} is not empty; use resume=True (--resume) to continue or "
                               "force=True (--force) to start over")
     if resume and not ckpt_path.exists():
         raise FileNotFoundError(f"--resume: no {CHECKPOINT} in {out}")

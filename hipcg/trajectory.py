@@ -37,6 +37,8 @@ from typing import Iterator
 
 import numpy as np
 
+from .errors import DataError
+
 KJ_PER_KCAL = 4.184
 EV_IN_KCAL_PER_MOL = 23.060547830619026   # 1 eV per particle in kcal/mol
 
@@ -73,7 +75,7 @@ def reader_unit_factors(reader) -> dict[str, float]:
     return factors
 
 
-class TrajectoryError(ValueError):
+class TrajectoryError(DataError):
     """A trajectory cannot be used for force matching; the message names file and frame."""
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
+
+from ..errors import InputError
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -13,30 +14,26 @@ def _run(args: argparse.Namespace) -> int:
     from ..data import load_dataset
 
     t0 = time.perf_counter()
-    try:
-        datasets = [load_dataset(p) for p in args.data]
-        cutoff = args.cutoff
-        if cutoff is None:
-            if args.model is None:
-                raise ValueError("give --cutoff or --model (whose cutoff the baseline then uses)")
-            from ..modelfile import read_metadata
+    datasets = [load_dataset(p) for p in args.data]
+    cutoff = args.cutoff
+    if cutoff is None:
+        if args.model is None:
+            raise InputError("give --cutoff or --model (whose cutoff the baseline then uses)")
+        from ..modelfile import read_metadata
 
-            cutoff = read_metadata(args.model).cutoff
-        names = datasets[0].type_names
-        if any(d.type_names != names for d in datasets):
-            raise ValueError("datasets have different type names")
+        cutoff = read_metadata(args.model).cutoff
+    names = datasets[0].type_names
+    if any(d.type_names != names for d in datasets):
+        raise InputError("datasets have different type names")
 
-        def frames():
-            for d in datasets:
-                stride = max(1, d.n_frames // args.max_frames) if args.max_frames else 1
-                yield from dataset_frames(d, range(0, d.n_frames, stride))
+    def frames():
+        for d in datasets:
+            stride = max(1, d.n_frames // args.max_frames) if args.max_frames else 1
+            yield from dataset_frames(d, range(0, d.n_frames, stride))
 
-        table = fit_pair_forces(frames(), names, cutoff, dr=args.dr, ridge=args.ridge, progress=True)
-        out = write_table(table, args.out, n_points=args.points, overwrite=args.force,
-                          info={"datasets": [str(p) for p in args.data], "dr": args.dr, "ridge": args.ridge})
-    except (FileExistsError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    table = fit_pair_forces(frames(), names, cutoff, dr=args.dr, ridge=args.ridge, progress=True)
+    out = write_table(table, args.out, n_points=args.points, overwrite=args.force,
+                      info={"datasets": [str(p) for p in args.data], "dr": args.dr, "ridge": args.ridge})
     print(f"baseline: {len(table.pairs)} pair table(s), cutoff {cutoff} Å -> {out} "
           f"(+ {out.with_suffix('.table').name}) in {time.perf_counter() - t0:.1f} s")
     return 0

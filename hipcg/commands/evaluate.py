@@ -21,7 +21,6 @@ def _run(args: argparse.Namespace) -> int:
     import yaml
 
     from ..evaluate import EvaluationSettings, StatePoint, evaluate, summary_line
-    from ..lammps_runner import LammpsError
 
     cfg = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
     models = _parse_models(args.model or []) or dict(cfg.get("models", {}))
@@ -36,12 +35,8 @@ def _run(args: argparse.Namespace) -> int:
         print("error: need at least one --model and one --train/--test dataset (or --config)",
               file=sys.stderr)
         return 1
-    try:
-        result = evaluate(models, points, EvaluationSettings.from_dict(settings), args.out,
-                          force=args.force)
-    except (FileExistsError, ValueError, LammpsError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    result = evaluate(models, points, EvaluationSettings.from_dict(settings), args.out,
+                      force=args.force)
     print(f"{args.out / 'evaluation.json'}: {summary_line(result)}")
     return 0
 

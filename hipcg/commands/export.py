@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
 def _export(args: argparse.Namespace) -> int:
     from ..export import export_run
-    from ..modelfile import ModelFileError, read_metadata
+    from ..modelfile import read_metadata
 
-    try:
-        path = export_run(args.run_dir, args.output, dtype=args.dtype, overwrite=args.force)
-    except (ModelFileError, FileExistsError, FileNotFoundError) as err:
-        print(f"hipcg export: error: {err}", file=sys.stderr)
-        return 2
+    path = export_run(args.run_dir, args.output, dtype=args.dtype, overwrite=args.force)
     meta = read_metadata(path)
     print(f"{path}: {meta.model}, types {' '.join(meta.type_names)}, cutoff {meta.cutoff} Å, "
           f"{meta.n_interaction_layers} interaction layer(s), {meta.dtype}")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from ..errors import OutputExistsError
 
 
 # MDAnalysis format names accepted for --format, for users who know them
@@ -20,31 +21,25 @@ def _format_name(value: str) -> str:
 
 
 def _map(args: argparse.Namespace) -> int:
-    from ..data import DatasetError
-    from ..mapping import MappingError, load_mapping, write_dataset
-    from ..trajectory import TrajectoryError, open_trajectory
+    from ..mapping import load_mapping, write_dataset
+    from ..trajectory import open_trajectory
 
-    try:
-        if args.out.exists() and not args.force:
-            raise FileExistsError(f"{args.out} exists; not overwriting it without --force")
-        mapping = load_mapping(args.mapping)
-        # one opener for the CLI and the pipeline: it knows each format's units
-        trajectory = open_trajectory(args.topology or args.trajectory,
-                                     args.trajectory if args.topology else None,
-                                     format=args.format, dump_units=args.dump_units,
-                                     atom_style=args.atom_style)
-        state = {"temperature": args.temperature, "pressure": args.pressure}
-        summary = write_dataset(
-            trajectory, mapping, args.out, start=args.start, stop=args.stop, step=args.stride,
-            velocities=False if args.no_velocities else None,
-            metadata={"state_point": {k: v for k, v in state.items() if v is not None},
-                      "topology": str(args.topology) if args.topology else None},
-            overwrite=args.force, progress=not args.quiet, source=str(args.trajectory),
-            dtype="float32" if args.float32 else "float64")
-    except (MappingError, DatasetError, TrajectoryError, FileExistsError, FileNotFoundError,
-            RuntimeError) as err:
-        print(f"hipcg map: error: {err}", file=sys.stderr)
-        return 2
+    if args.out.exists() and not args.force:
+        raise OutputExistsError(f"{args.out} exists; not overwriting it without --force")
+    mapping = load_mapping(args.mapping)
+    # one opener for the CLI and the pipeline: it knows each format's units
+    trajectory = open_trajectory(args.topology or args.trajectory,
+                                 args.trajectory if args.topology else None,
+                                 format=args.format, dump_units=args.dump_units,
+                                 atom_style=args.atom_style)
+    state = {"temperature": args.temperature, "pressure": args.pressure}
+    summary = write_dataset(
+        trajectory, mapping, args.out, start=args.start, stop=args.stop, step=args.stride,
+        velocities=False if args.no_velocities else None,
+        metadata={"state_point": {k: v for k, v in state.items() if v is not None},
+                  "topology": str(args.topology) if args.topology else None},
+        overwrite=args.force, progress=not args.quiet, source=str(args.trajectory),
+        dtype="float32" if args.float32 else "float64")
     print(f"{summary['path']}: {summary['frames']} frames, {summary['beads']} beads, "
           f"mean |F| {summary['mean_abs_force']:.3f} kcal/(mol Å), "
           f"density {summary['density']:.4f} g/cm^3, {summary['seconds']:.1f} s")

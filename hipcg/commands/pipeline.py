@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..pipeline import PipelineConfigError, run_pipeline
+    from ..pipeline import run_pipeline
     from ..stages import load_pipeline
 
     start = time.perf_counter()
-    try:
-        pipeline = load_pipeline(args.file)
-        outcome = run_pipeline(pipeline, from_stage=args.from_stage, only=args.only)
-    except PipelineConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    pipeline = load_pipeline(args.file)
+    outcome = run_pipeline(pipeline, from_stage=args.from_stage, only=args.only)
     ran = [s for s, o in outcome.items() if o == "ran"]
     print(f"pipeline {args.file}: {len(ran)} stage(s) ran ({', '.join(ran) or 'none'}), "
           f"{len(outcome) - len(ran)} up to date, {time.perf_counter() - start:.0f} s; "
@@ -30,14 +25,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from ..pipeline import PipelineConfigError
     from ..stages import load_pipeline
 
-    try:
-        pipeline = load_pipeline(args.file)
-    except PipelineConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    pipeline = load_pipeline(args.file)
     print(f"{args.file} -> {pipeline.root}")
     for stage, state, rec in pipeline.status():
         when = f"  finished {rec['finished']} in {rec['seconds']:.0f} s" if rec else ""

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 
 def _reference(args: argparse.Namespace) -> int:
-    from ..lammps_runner import LammpsError
-    from ..reference import ReferenceConfig, ReferenceError, exit_on_sigterm, run_reference
-    from ..systems import SystemFileError
+    from ..reference import ReferenceConfig, exit_on_sigterm, run_reference
 
     cfg = ReferenceConfig(
         system=args.system, temperatures=args.temperatures, out=args.out, pressure=args.pressure,
@@ -23,11 +20,7 @@ def _reference(args: argparse.Namespace) -> int:
         progress=not args.no_progress)
     exit_on_sigterm()
     start = time.perf_counter()
-    try:
-        results = run_reference(cfg)
-    except (ReferenceError, SystemFileError, LammpsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    results = run_reference(cfg)
     parts = []
     for r in results:
         m = r.metadata

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
 def _run(args: argparse.Namespace) -> int:
     from ..report import rows, write_report
 
-    try:
-        paths = write_report(args.evaluation, args.out, force=args.force)
-    except (FileExistsError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    paths = write_report(args.evaluation, args.out, force=args.force)
     import json
 
     n = len(rows(json.loads(Path(args.evaluation).read_text())))

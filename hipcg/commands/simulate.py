@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from ..errors import InputError
 
 # CLI flag -> SimulationConfig field (None: not given, keep the config file's / default value)
 _FLAGS = {"ensemble": str, "thermostat": str, "temperature": float, "pressure": float,
@@ -44,32 +45,24 @@ def _start(args, config):
                 config.temperature = float(t)
         return StartStructure.from_dataset(ds, args.frame)
     if not (args.beads and args.density and args.types and args.masses):
-        raise ValueError("give --data DATASET, or --beads N --density RHO --types A [B ..] --masses M [..]")
+        raise InputError("give --data DATASET, or --beads N --density RHO --types A [B ..] --masses M [..]")
     if len(args.types) != len(args.masses):
-        raise ValueError("--types and --masses need one value per type")
+        raise InputError("--types and --masses need one value per type")
     return fresh_box(args.beads, args.types, args.masses, args.density, args.fractions, seed=config.seed)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..lammps_runner import LammpsError
-    from ..simulate import BlowUpError, run_simulation, write_inputs
+    from ..simulate import run_simulation, write_inputs
 
-    try:
-        config = _config(args)
-        start = _start(args, config)
-        if args.write_only:
-            path = write_inputs(config, start, args.out, force=args.force)
-            print(f"wrote {path} and {path.parent / 'data.lammps'}; run with: cd {path.parent} && lmp -in {path.name}")
-            return 0
-        print(f"{config.ensemble.upper()} {config.steps} steps of {len(start.positions)} beads at "
-              f"{config.temperature} K with {config.model} ...", flush=True)
-        res = run_simulation(config, start, args.out, force=args.force, read=True)
-    except BlowUpError as err:
-        print(f"STOPPED: {err}", file=sys.stderr)
-        return 2
-    except (FileExistsError, ValueError, LammpsError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    config = _config(args)
+    start = _start(args, config)
+    if args.write_only:
+        path = write_inputs(config, start, args.out, force=args.force)
+        print(f"wrote {path} and {path.parent / 'data.lammps'}; run with: cd {path.parent} && lmp -in {path.name}")
+        return 0
+    print(f"{config.ensemble.upper()} {config.steps} steps of {len(start.positions)} beads at "
+          f"{config.temperature} K with {config.model} ...", flush=True)
+    res = run_simulation(config, start, args.out, force=args.force, read=True)
     th = res.trajectory.thermo
     t = th.get("Temp")
     p = th.get("Press")

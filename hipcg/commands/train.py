@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..data import DatasetError
-    from ..train import ConfigError, TrainConfig, train
+    from ..train import TrainConfig, train
 
-    try:
-        config = TrainConfig.from_yaml(args.config, path_prefix=args.section)
-        if args.out_dir is not None:
-            config.out_dir = str(args.out_dir)
-        if args.device is not None:
-            config.device = args.device
-        train(config, resume=args.resume, force=args.force, progress=not args.quiet)
-    except (ConfigError, DatasetError, FileExistsError, FileNotFoundError) as err:
-        print(f"hipcg train: error: {err}", file=sys.stderr)
-        return 2
+    config = TrainConfig.from_yaml(args.config, path_prefix=args.section)
+    if args.out_dir is not None:
+        config.out_dir = str(args.out_dir)
+    if args.device is not None:
+        config.device = args.device
+    train(config, resume=args.resume, force=args.force, progress=not args.quiet)
     return 0
 
 

@@ -28,6 +28,7 @@ with warnings.catch_warnings():
     from hippynn.networks.hipnn import Hipnn, HipnnQuad, HipnnVec  # noqa: E402
 
 from ..modelfile import ModelMetadata, save_model  # noqa: E402
+from ..errors import ConfigError
 
 NETWORKS = {"Hipnn": Hipnn, "HipnnVec": HipnnVec, "HipnnQuad": HipnnQuad}
 
@@ -47,9 +48,9 @@ class HipnnConfig:
 
     def __post_init__(self) -> None:
         if self.network not in NETWORKS:
-            raise ValueError(f"network {self.network!r}: allowed values are {sorted(NETWORKS)}")
+            raise ConfigError(f"network {self.network!r}: allowed values are {sorted(NETWORKS)}")
         if not 0 < self.dist_soft_min < self.dist_soft_max < self.cutoff:
-            raise ValueError("need 0 < dist_soft_min < dist_soft_max < cutoff, got "
+            raise ConfigError("need 0 < dist_soft_min < dist_soft_max < cutoff, got "
                              f"{self.dist_soft_min}, {self.dist_soft_max}, {self.cutoff}")
 
 
@@ -110,7 +111,7 @@ def export_hipnn(model: HipnnEnergy, path: str | Path, type_names: list[str], co
                  dtype: str = "float64", info: dict | None = None, overwrite: bool = False) -> Path:
     """Trace ``model`` and write it with its metadata for ``pair_style hipcg``."""
     if len(type_names) != model.n_types:
-        raise ValueError(f"{len(type_names)} type names for a model with {model.n_types} types")
+        raise ConfigError(f"{len(type_names)} type names for a model with {model.n_types} types")
     metadata = ModelMetadata(type_names=list(type_names), cutoff=config.cutoff,
                              n_interaction_layers=config.n_interaction_layers, dtype=dtype,
                              model=f"hipnn:{config.network}",

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..modelfile import ModelMetadata, save_model
+from ..errors import ConfigError
 
 
 class LennardJones(torch.nn.Module):
@@ -22,9 +23,9 @@ class LennardJones(torch.nn.Module):
         epsilon = np.ascontiguousarray(np.atleast_2d(np.asarray(epsilon, dtype=np.float64)))
         sigma = np.ascontiguousarray(np.atleast_2d(np.asarray(sigma, dtype=np.float64)))
         if epsilon.shape != sigma.shape or epsilon.shape[0] != epsilon.shape[1]:
-            raise ValueError("epsilon and sigma must be square (n_types x n_types) and the same shape")
+            raise ConfigError("epsilon and sigma must be square (n_types x n_types) and the same shape")
         if not (np.allclose(epsilon, epsilon.T) and np.allclose(sigma, sigma.T)):
-            raise ValueError("epsilon and sigma must be symmetric")
+            raise ConfigError("epsilon and sigma must be symmetric")
         self.n_types = epsilon.shape[0]
         # flattened per-type-pair tables: one index_select per pair instead of 2-d fancy indexing
         self.register_buffer("epsilon", torch.as_tensor(epsilon.ravel(), dtype=dtype))
