@@ -27,12 +27,13 @@ import numpy as np
 import torch
 
 from hipcg.graph import periodic_graph
-from hipcg.lammps_data import write_lammps_data
-from hipcg.lammps_runner import run_lammps
+from hipcg.lammps.data_file import write_lammps_data
+from hipcg.lammps.runner import run_lammps
 from hipcg.modelfile import load_model
-from hipcg.models.hipnn import HipnnConfig, HipnnEnergy, build_network, export_hipnn
-from hipcg.plugin import build_plugin
-from hipcg.selfcheck import CUTOFF, EPSILON, SIGMA, LJSystem, hipcg_pair_lines, lj_cut_pair_lines, lj_script
+from hipcg.export import export_model
+from hipcg.models.hipnn import HipnnConfig, HipnnEnergy, build_network
+from hipcg.lammps.plugin import build_plugin
+from hipcg.lammps.selfcheck import CUTOFF, EPSILON, SIGMA, LJSystem, hipcg_pair_lines, lj_cut_pair_lines, lj_script
 from hipcg.models.lj import export_lennard_jones
 
 DENSITY = 0.0148  # beads/Å^3, liquid methanol one bead per molecule
@@ -74,7 +75,7 @@ def published_model(root: Path, dtype: str) -> tuple[Path, HipnnConfig]:
     config = HipnnConfig()  # the published defaults
     torch.manual_seed(0)
     model = HipnnEnergy(build_network(config, n_types=1))
-    return export_hipnn(model, root / f"hipnn_published_{dtype}.pt", ["MeOH"], config, dtype=dtype,
+    return export_model(model, root / f"hipnn_published_{dtype}.pt", ["MeOH"], config, dtype=dtype,
                         overwrite=True), config
 
 

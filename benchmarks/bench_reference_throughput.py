@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hipcg.lammps_runner import run_lammps
+from hipcg.lammps.runner import run_lammps
 from hipcg.reference import ReferenceConfig, make_plan, setup_commands
 from hipcg.systems import load_system
 

@@ -85,7 +85,7 @@ def run_hipcg(data: Path, config: HipnnConfig, n_train: int, n_valid: int, epoch
     T.build_cg_model = same_init
     try:
         t0 = time.perf_counter()
-        T.train(cfg, force=True, progress=False, log=lambda *a: None)
+        T.train(cfg, overwrite=True, progress=False, log=lambda *a: None)
         return time.perf_counter() - t0
     finally:
         T.build_cg_model = orig

@@ -7,9 +7,10 @@ benchmarks uses one definition.  The definitions are documented in ``docs/evalua
 Units are LAMMPS ``real``: Å, fs, g/mol.  Arrays: positions (n_frames, n_beads, 3), boxes
 (n_frames, 3, 3) with rows the box vectors a, b, c (the dataset convention).
 
-The heavy lifting is MDAnalysis (``InterRDF``, ``EinsteinMSD``) on a Universe built from
-arrays with the ``MemoryReader``; molecules are MDAnalysis residues, so intermolecular RDFs
-exclude beads of the same molecule.
+Pair distances come from hipcg's one pair search (:func:`hipcg.graph.periodic_graph`) and are
+histogrammed by :class:`PairHistogram`, the single g(r) definition that the report and the
+repulsive prior share.  MSDs use MDAnalysis (``EinsteinMSD``) on a Universe built from arrays
+with the ``MemoryReader``.
 """
 
 from __future__ import annotations
@@ -130,41 +131,83 @@ class RDF:
                 "intermolecular": self.intermolecular, "r": self.r.tolist(), "g": self.g.tolist()}
 
 
+@dataclass
+class PairHistogram:
+    """Pair-distance counts per ordered bead-type pair, summed over frames of one or more systems.
+
+    The one g(r) code path of hipcg (report, evaluation and the repulsive prior).  Pairs come
+    from :func:`hipcg.graph.pair_distances` (every periodic image, float64).  A pair (i, j)
+    counts unless i and j are the same molecule (any image); without molecule ids every bead
+    is its own molecule, so all pairs i != j count.  Each frame adds its own ideal-gas pair
+    density N_pairs / V, so frames of different boxes pool correctly:
+    g(r) = counts(r) / (sum over frames of N_pairs / V * 4/3 pi (r_hi^3 - r_lo^3)).
+    """
+
+    n_types: int
+    r_max: float
+    bin_width: float = RDF_BIN_WIDTH
+    n_bins: int = field(init=False)
+    edges: np.ndarray = field(init=False, repr=False)  # (n_bins + 1,) Å
+    counts: np.ndarray = field(init=False, repr=False)  # (n_types, n_types, n_bins)
+    pair_density: np.ndarray = field(init=False, repr=False)  # (n_types, n_types), 1/Å^3
+
+    def __post_init__(self):
+        self.n_bins = int(round(self.r_max / self.bin_width))
+        self.edges = np.arange(self.n_bins + 1) * self.bin_width
+        self.counts = np.zeros((self.n_types, self.n_types, self.n_bins))
+        self.pair_density = np.zeros((self.n_types, self.n_types))
+
+    def add(self, positions_frames, boxes, type_index: np.ndarray, molecule_ids=None) -> "PairHistogram":
+        """Add frames; ``type_index`` holds 0 .. n_types-1 per bead."""
+        from .graph import pair_distances
+
+        positions_frames = np.asarray(positions_frames, dtype=np.float64).reshape(-1, len(type_index), 3)
+        boxes = np.broadcast_to(np.asarray(boxes, dtype=np.float64).reshape(-1, 3, 3), (len(positions_frames), 3, 3))
+        mol = np.arange(len(type_index)) if molecule_ids is None else np.unique(molecule_ids, return_inverse=True)[1]
+        per_molecule = np.zeros((mol.max(initial=-1) + 1, self.n_types))  # beads of each type
+        np.add.at(per_molecule, (mol, type_index), 1.0)
+        n_of = per_molecule.sum(axis=0)
+        n_pairs = np.outer(n_of, n_of) - per_molecule.T @ per_molecule  # minus same-molecule pairs
+        for positions, box in zip(positions_frames, boxes):
+            i, j, r = pair_distances(positions, box, self.n_bins * self.bin_width)
+            other = mol[i] != mol[j]
+            i, j, r = i[other], j[other], r[other]
+            k = np.minimum((r / self.bin_width).astype(np.int64), self.n_bins - 1)
+            flat = (type_index[i] * self.n_types + type_index[j]) * self.n_bins + k
+            half = np.bincount(flat, minlength=self.counts.size).reshape(self.counts.shape)
+            self.counts += half + half.transpose(1, 0, 2)  # each unordered pair is (i, j) and (j, i)
+            self.pair_density += n_pairs / abs(np.linalg.det(box))
+        return self
+
+    @property
+    def r(self) -> np.ndarray:
+        """Bin centres, Å."""
+        return 0.5 * (self.edges[1:] + self.edges[:-1])
+
+    def g(self) -> np.ndarray:
+        """g(r) of every ordered type pair, (n_types, n_types, n_bins); 0 where no pair exists."""
+        shell = 4.0 / 3.0 * np.pi * (self.edges[1:] ** 3 - self.edges[:-1] ** 3)
+        expected = self.pair_density[..., None] * shell
+        return np.divide(self.counts, expected, out=np.zeros_like(self.counts), where=expected > 0)
+
+
 def rdf(positions_frames: np.ndarray, boxes: np.ndarray, types: np.ndarray, type_a, type_b,
         r_max: float, bin_width: float = RDF_BIN_WIDTH, molecule_ids: np.ndarray | None = None,
         type_names: list[str] | None = None) -> RDF:
-    """Radial distribution function between beads of ``type_a`` and ``type_b`` (MDAnalysis InterRDF).
+    """Radial distribution function between beads of ``type_a`` and ``type_b`` (:class:`PairHistogram`).
 
     ``types`` are per-bead labels (ints or names); ``type_a``/``type_b`` are compared with them.
     With ``molecule_ids`` the RDF is intermolecular (pairs within a molecule are left out, and
     the normalisation counts only the pairs that remain), otherwise every pair i != j counts.
-    g(r) -> 1 for an ideal gas: count / (n_frames * N_pairs / <V> * shell volume).
     """
-    from MDAnalysis.analysis.rdf import InterRDF
-
-    positions_frames = np.asarray(positions_frames)
-    if positions_frames.ndim == 2:
-        positions_frames = positions_frames[None]
-    types = np.asarray(types)
-    n_beads = positions_frames.shape[1]
-    mol = np.arange(n_beads) if molecule_ids is None else np.asarray(molecule_ids)
-    sel_a, sel_b = np.flatnonzero(types == type_a), np.flatnonzero(types == type_b)
-    if len(sel_a) == 0 or len(sel_b) == 0:
+    labels, type_index = np.unique(np.asarray(types), return_inverse=True)
+    found = [np.flatnonzero(labels == t) for t in (type_a, type_b)]
+    if any(len(k) == 0 for k in found):
         raise ValueError(f"no beads of type {type_a!r} or {type_b!r}")
-    n_bins = int(round(r_max / bin_width))
-    u = make_universe(positions_frames, boxes, molecule_ids=mol)
-    g1, g2 = u.atoms[sel_a], u.atoms[sel_b]
-    calc = InterRDF(g1, g2, nbins=n_bins, range=(0.0, n_bins * bin_width),
-                    exclude_same="residue")
-    calc.run()
-    # InterRDF normalises by nA*nB pairs; only pairs in different molecules (which also
-    # excludes i == j) were counted, so renormalise by the number of such pairs.
-    same = np.equal.outer(mol[sel_a], mol[sel_b]).sum()
-    n_pairs = len(sel_a) * len(sel_b) - same
-    g = np.asarray(calc.results.rdf) * (len(sel_a) * len(sel_b)) / max(n_pairs, 1)
+    hist = PairHistogram(len(labels), r_max, bin_width).add(positions_frames, boxes, type_index, molecule_ids)
     name = (lambda t: type_names[t] if type_names is not None and not isinstance(t, str) else str(t))
-    return RDF(np.asarray(calc.results.bins, dtype=np.float64), g, name(type_a), name(type_b),
-               bin_width, intermolecular=molecule_ids is not None)
+    return RDF(hist.r, hist.g()[found[0][0], found[1][0]], name(type_a), name(type_b), bin_width,
+               intermolecular=molecule_ids is not None)
 
 
 def type_pairs(n_types: int) -> list[tuple[int, int]]:
@@ -173,15 +216,16 @@ def type_pairs(n_types: int) -> list[tuple[int, int]]:
 
 def all_rdfs(positions_frames, boxes, bead_types, type_names, r_max, molecule_ids=None,
              bin_width: float = RDF_BIN_WIDTH) -> dict[str, RDF]:
-    """RDF of every bead-type pair present, keyed "A-B"."""
+    """RDF of every bead-type pair present, keyed "A-B" (one pass over the frames)."""
+    bead_types = np.asarray(bead_types)
+    hist = PairHistogram(len(type_names), r_max, bin_width).add(positions_frames, boxes, bead_types, molecule_ids)
+    g = hist.g()
+    n_of = np.bincount(bead_types, minlength=len(type_names))
     out = {}
-    present = set(np.unique(bead_types).tolist())
     for a, b in type_pairs(len(type_names)):
-        if a in present and b in present:
-            if a == b and np.sum(bead_types == a) < 2:
-                continue
-            res = rdf(positions_frames, boxes, bead_types, a, b, r_max, bin_width,
-                      molecule_ids=molecule_ids, type_names=type_names)
+        if n_of[a] and n_of[b] and not (a == b and n_of[a] < 2):
+            res = RDF(hist.r, g[a, b], type_names[a], type_names[b], bin_width,
+                      intermolecular=molecule_ids is not None)
             out[res.label] = res
     return out
 

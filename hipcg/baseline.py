@@ -24,12 +24,15 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
 from .atomic import write_json_atomic, write_text_atomic
 from .analysis import type_pairs
+from .config import NonNegative, Positive, PositiveInt, Range
 from .errors import DataError, OutputExistsError
+from .graph import periodic_graph
 
 DESCRIPTOR_KIND = "hipcg-baseline-table"
 
@@ -39,32 +42,6 @@ def _pair_index(a: np.ndarray, b: np.ndarray, n_types: int) -> np.ndarray:
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     # row lo starts after sum_{k<lo} (n_types - k) pairs
     return lo * n_types - lo * (lo - 1) // 2 + (hi - lo)
-
-
-def frame_pairs(positions: np.ndarray, box: np.ndarray, cutoff: float):
-    """Ordered pairs (i, j, d = x_j - x_i) within the cutoff.
-
-    MDAnalysis's cell-list search (minimum image) when the cutoff is below half the box width,
-    an order of magnitude faster than ASE's list; otherwise every periodic image via
-    :func:`hipcg.graph.periodic_graph`.
-    """
-    from MDAnalysis.lib.distances import minimize_vectors, self_capped_distance
-
-    from .analysis import box_dimensions, box_widths
-
-    positions = np.asarray(positions, dtype=np.float64)
-    if cutoff >= 0.5 * box_widths(box).min():
-        from .graph import periodic_graph
-
-        g = periodic_graph(positions, box, np.zeros(len(positions), dtype=np.int64), cutoff)
-        return g.pair_first, g.pair_second, g.pair_vec
-    dims = box_dimensions(box)
-    pairs, _ = self_capped_distance(positions, cutoff, box=dims)
-    a, b = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
-    d = minimize_vectors(positions[b] - positions[a], dims)
-    keep = np.einsum("ij,ij->i", d, d) < cutoff * cutoff
-    a, b, d = a[keep], b[keep], d[keep]
-    return np.concatenate([a, b]), np.concatenate([b, a]), np.concatenate([d, -d])
 
 
 @dataclass
@@ -97,7 +74,8 @@ class PairForceTable:
 
     def forces(self, positions: np.ndarray, box: np.ndarray, bead_types: np.ndarray) -> np.ndarray:
         """CG forces on every bead of one frame, kcal/(mol Å)."""
-        i, j, d = frame_pairs(positions, box, self.cutoff)
+        g = periodic_graph(positions, box, bead_types, self.cutoff)
+        i, j, d = g.pair_first, g.pair_second, g.pair_vec
         r = np.linalg.norm(d, axis=1)
         p = _pair_index(bead_types[i], bead_types[j], len(self.type_names))
         f = np.zeros(len(r))
@@ -114,6 +92,17 @@ class PairForceTable:
 MIN_WALL_SLOPE = 10.0
 #: a grid point counts as sampled when its hat function saw this many pair distances
 MIN_SAMPLES = 20
+
+
+@dataclass
+class BaselineConfig:
+    """The ``baseline:`` section (and ``hipcg baseline``'s flags)."""
+
+    enabled: bool = True
+    dr: Positive = 0.1  # Å, grid of the tabulated pair force
+    ridge: NonNegative = 1e-6  # relative to the mean diagonal of G^T G
+    stride: PositiveInt = 1  # use every n-th training frame
+    points: Annotated[int, Range(ge=2)] = 2000  # rows of the LAMMPS table
 
 
 def fit_pair_forces(frames, type_names: list[str], cutoff: float, dr: float = 0.1,
@@ -139,7 +128,8 @@ def fit_pair_forces(frames, type_names: list[str], cutoff: float, dr: float = 0.
 
         iterator = tqdm(frames, desc="force matching", unit="frame")
     for positions, forces, box, types in iterator:
-        i, j, d = frame_pairs(positions, box, cutoff)
+        g = periodic_graph(positions, box, types, cutoff)
+        i, j, d = g.pair_first, g.pair_second, g.pair_vec
         r = np.linalg.norm(d, axis=1)
         p = _pair_index(types[i], types[j], n_types)
         k = np.minimum(np.searchsorted(grid, r, side="right") - 1, len(grid) - 2)
@@ -224,7 +214,7 @@ def write_table(table: PairForceTable, path: str | os.PathLike, n_points: int = 
     table_path = path.with_suffix(".table")
     for target in (path, table_path):
         if target.exists() and not overwrite:
-            raise OutputExistsError(f"{target} exists; not overwriting it (use --force)")
+            raise OutputExistsError(f"{target} exists; not overwriting it (use --overwrite)")
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = ["# hipcg baseline: pairwise force-matched (MS-CG) CG pair potentials, units real",
              "# columns: index, r (Å), U (kcal/mol), f = -dU/dr (kcal/mol/Å)", ""]

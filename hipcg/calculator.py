@@ -46,7 +46,7 @@ class HipcgCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
         if not all(atoms.pbc):
-            # open boundaries: ASE's neighbour list with pbc False; stress undefined
+            # open boundaries along the non-periodic directions; stress undefined
             pbc = tuple(bool(p) for p in atoms.pbc)
         else:
             pbc = (True, True, True)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from . import UNITS
-from .errors import DataError
-from .errors import OutputExistsError
+from .atomic import atomic_path, remove_stale_temps, temp_sibling
+from .errors import DataError, OutputExistsError
 
 FORMAT_VERSION = 1
 _FRAME_ARRAYS = ("positions", "forces", "velocities")
@@ -117,7 +116,7 @@ class CGDataset:
 
 def _check_target(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; not overwriting it (use --force / overwrite=True)")
+        raise OutputExistsError(f"{path} exists; not overwriting it (use --overwrite / overwrite=True)")
     if path.suffix != ".npz":
         raise DatasetError(f"{path}: dataset files end in .npz")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,15 +150,23 @@ def save_dataset(path: str | os.PathLike, ds: CGDataset, overwrite: bool = False
         arrays["velocities"] = ds.velocities
     arrays.update(_small_arrays(ds.bead_types, ds.type_names, ds.masses, ds.molecule_ids,
                                 ds.metadata))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    check_finite(arrays, path)
+    remove_stale_temps(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
     return path
+
+
+def check_finite(arrays: dict[str, np.ndarray], path: Path, first_frame: int = 0) -> None:
+    """Refuse NaN/Inf in per-frame arrays, naming the file, array, frame and bead."""
+    for name in ("positions", "forces", "boxes", "velocities"):
+        value = arrays.get(name)
+        if value is None or np.isfinite(value).all():
+            continue
+        where = np.argwhere(~np.isfinite(value))[0]
+        bead = f", bead {where[1]}" if name != "boxes" and len(where) > 1 else ""
+        raise DatasetError(f"{path}: frame {first_frame + where[0]}{bead}: {name} is not finite "
+                           f"({value[tuple(where)]}); hipcg refuses NaN/Inf data")
 
 
 class DatasetWriter:
@@ -186,7 +193,10 @@ class DatasetWriter:
         self._small = (bead_types, type_names, masses, molecule_ids)
         self.dtype = np.dtype(dtype)
         self.n_frames = 0
-        self._tmpdir = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}."))
+        remove_stale_temps(self.path)  # a killed earlier writer of this target left its frames
+        self._tmpdir = temp_sibling(self.path)
+        shutil.rmtree(self._tmpdir, ignore_errors=True)
+        self._tmpdir.mkdir()
         names = ["positions", "forces", "boxes"] + (["velocities"] if velocities else [])
         self._files = {name: open(self._tmpdir / f"{name}.raw", "wb") for name in names}
         self.closed = False
@@ -203,6 +213,7 @@ class DatasetWriter:
             if value.shape != shape:
                 raise DatasetError(f"{self.path}: frame {self.n_frames}: {name} has shape "
                                    f"{value.shape}, expected {shape}")
+            check_finite({name: value[None]}, self.path, self.n_frames)
             self._files[name].write(memoryview(value).cast("B"))  # no copy
         self.n_frames += 1
 
@@ -261,6 +272,9 @@ def load_dataset(path: str | os.PathLike) -> CGDataset:
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: no such dataset file")
+    if path.is_dir() or not zipfile.is_zipfile(path):
+        raise DatasetError(f"{path}: cannot read dataset: not a hipcg dataset (not an .npz archive; "
+                           "datasets are written by hipcg map)")
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in ("positions", "forces", "boxes", "bead_types", "type_names",
@@ -277,4 +291,5 @@ def load_dataset(path: str | os.PathLike) -> CGDataset:
         if isinstance(err, DatasetError):
             raise
         raise DatasetError(f"{path}: cannot read dataset: {err}") from None
+    check_finite(arrays, path)
     return CGDataset(type_names=type_names, metadata=meta, **arrays)

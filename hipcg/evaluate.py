@@ -16,42 +16,57 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 
 from . import analysis as A
 from .simulate import SimulationConfig, StartStructure, run_or_blowup
+from .config import NonNegativeInt, Positive, PositiveInt, Range, slug
+from .statepoint import StatePoint, dataset_path
 from .errors import DataError, OutputExistsError
 
 
 @dataclass
-class StatePoint:
-    name: str
-    dataset: str  # path of the mapped CG dataset (.npz)
-    trained: bool  # part of the training set of the models evaluated
-    temperature: float | None = None  # K; default: the dataset's metadata
-    pressure: float | None = None  # atm; default: the dataset's metadata, else 1 atm
-    frame_interval_fs: float | None = None  # time between dataset frames (for reference D)
+class CGRunSettings:
+    """The ``simulate:`` section: the CG MD protocol of every model at every state point."""
+
+    steps: PositiveInt = 20000  # NVT steps per model and state point
+    npt_steps: NonNegativeInt = 0  # 0: no NPT run (no density)
+    timestep: Positive = 2.0  # fs
+    thermostat: Literal["langevin", "nose-hoover"] = "nose-hoover"  # Langevin friction slows diffusion
+    dump_every: PositiveInt = 100
+    thermo_every: PositiveInt = 100
+    equilibration: Annotated[float, Range(ge=0, lt=1)] = 0.2
+    nprocs: PositiveInt = 1
+    threads: PositiveInt = 1
+    seed: Annotated[int, Range(ge=1)] = 2024
+    min_distance: Positive = 1.0
+    max_temperature_factor: Positive = 3.0
+    minimize_steps: NonNegativeInt = 0
+    timeout: Positive | None = None  # s per LAMMPS run
 
 
 @dataclass
-class EvaluationSettings:
-    steps: int = 20000  # NVT steps per model and state point
-    npt_steps: int = 0  # 0: no NPT run (no density)
-    timestep: float = 2.0  # fs
-    thermostat: str = "nose-hoover"  # Langevin friction would slow diffusion down
-    dump_every: int = 100
-    thermo_every: int = 100
-    equilibration: float = 0.2
-    nprocs: int = 1
-    threads: int = 1
-    seed: int = 2024
-    min_distance: float = 1.0
-    max_temperature_factor: float = 3.0
-    minimize_steps: int = 0
-    max_static_frames: int = 50
-    max_reference_frames: int = 500  # frames of the dataset used for the reference RDF
-    timeout: float | None = None  # s per LAMMPS run
+class AnalysisSettings:
+    """The ``evaluate:`` section: how many frames the static metrics and references use."""
+
+    max_static_frames: PositiveInt = 50
+    max_reference_frames: PositiveInt = 500  # frames of the dataset used for the reference RDF
+
+
+@dataclass
+class EvaluationSettings(CGRunSettings, AnalysisSettings):
+    """Both sections together: what :func:`evaluate` needs (``hipcg evaluate --config``'s
+    ``settings:``)."""
+
+    @classmethod
+    def from_sections(cls, simulate: dict | None, evaluate: dict | None) -> "EvaluationSettings":
+        from .config import from_dict
+
+        runs = from_dict(CGRunSettings, simulate, "simulate")
+        analysis = from_dict(AnalysisSettings, evaluate, "evaluate")
+        return cls(**asdict(runs), **asdict(analysis))
 
     @classmethod
     def from_dict(cls, data: dict, path: str = "evaluate") -> "EvaluationSettings":
@@ -168,13 +183,13 @@ def simulation_config(model: Path, settings: EvaluationSettings, state: dict, en
 
 
 def dynamic_metrics(model: Path, dataset, state: dict, reference: dict, r_max: float,
-                    settings: EvaluationSettings, workdir: Path, force: bool = False,
+                    settings: EvaluationSettings, workdir: Path, overwrite: bool = False,
                     reuse: bool = False) -> dict:
     """NVT (and NPT) runs of ``model`` from the dataset's last frame, compared with ``reference``."""
     start = StartStructure.from_dataset(dataset, -1)
     out: dict = {"nvt": None, "npt": None}
     cfg = simulation_config(model, settings, state, "nvt")
-    res, blew_up = run_or_blowup(cfg, start, workdir / "nvt", force=force, timeout=settings.timeout,
+    res, blew_up = run_or_blowup(cfg, start, workdir / "nvt", force=overwrite, timeout=settings.timeout,
                                  reuse=reuse)
     if blew_up:
         out["nvt"] = {"blew_up": blew_up, "rdf_error": float("nan")}
@@ -200,7 +215,7 @@ def dynamic_metrics(model: Path, dataset, state: dict, reference: dict, r_max: f
         }
     if settings.npt_steps > 0 and state["pressure"] is not None:
         cfg = simulation_config(model, settings, state, "npt")
-        res, blew_up = run_or_blowup(cfg, start, workdir / "npt", force=force,
+        res, blew_up = run_or_blowup(cfg, start, workdir / "npt", force=overwrite,
                                      timeout=settings.timeout, reuse=reuse)
         if blew_up:
             out["npt"] = {"blew_up": blew_up, "density": float("nan")}
@@ -218,7 +233,7 @@ def dynamic_metrics(model: Path, dataset, state: dict, reference: dict, r_max: f
 
 def evaluate(models: dict[str, str | os.PathLike], state_points: list[StatePoint],
              settings: EvaluationSettings | None = None, workdir: str | os.PathLike = "evaluation",
-             force: bool = False, progress: bool = True, runs_dir: str | os.PathLike | None = None,
+             overwrite: bool = False, progress: bool = True, runs_dir: str | os.PathLike | None = None,
              reuse: bool = False) -> dict:
     """Evaluate every model at every state point; returns the JSON-ready result (also written
     to ``workdir/evaluation.json``).  CG runs live in ``runs_dir/<state>/<model>/`` (default
@@ -230,8 +245,8 @@ def evaluate(models: dict[str, str | os.PathLike], state_points: list[StatePoint
     settings = settings or EvaluationSettings()
     workdir = Path(workdir)
     target = workdir / "evaluation.json"
-    if target.exists() and not force:
-        raise OutputExistsError(f"{target} exists; not overwriting it (use --force)")
+    if target.exists() and not overwrite:
+        raise OutputExistsError(f"{target} exists; not overwriting it (use --overwrite)")
     workdir.mkdir(parents=True, exist_ok=True)
     predictors = {name: ForcePredictor(path) for name, path in models.items()}
     result = {"settings": asdict(settings),
@@ -247,7 +262,7 @@ def evaluate(models: dict[str, str | os.PathLike], state_points: list[StatePoint
     jobs = [(sp, name) for sp in state_points for name in models]
     bar = tqdm(total=len(jobs), desc="evaluate", unit="run", disable=not progress)
     for sp in state_points:
-        ds = load_dataset(sp.dataset)
+        ds = load_dataset(dataset_path(sp))
         state = state_of(sp, ds)
         row = {"name": sp.name, "dataset": str(sp.dataset), "trained": sp.trained, **state,
                "models": {}, "reference": {}}
@@ -261,7 +276,8 @@ def evaluate(models: dict[str, str | os.PathLike], state_points: list[StatePoint
             ref = references[r_max]
             static = static_metrics(pred, ds, settings.max_static_frames)
             dyn = dynamic_metrics(Path(models[name]), ds, state, ref, r_max, settings,
-                                  Path(runs_dir or workdir) / sp.name / name, force=force, reuse=reuse)
+                                  Path(runs_dir or workdir) / sp.name / slug(name), overwrite=overwrite,
+                                  reuse=reuse)
             row["models"][name] = {"r_max": r_max, "static": static, **dyn}
             row["reference"][name] = ref
             bar.update()

@@ -14,11 +14,10 @@ import torch
 
 from . import __version__
 from .modelfile import DTYPES, ModelFileError, ModelMetadata, save_model
-from .models.cg import CGModel
 from .models.hipnn import HipnnConfig, example_inputs
 
 
-def trace_model(model: CGModel, cutoff: float, dtype: torch.dtype) -> torch.jit.ScriptModule:
+def trace_model(model: torch.nn.Module, cutoff: float, dtype: torch.dtype) -> torch.jit.ScriptModule:
     """Trace on a small random cluster; nothing in the model branches on sizes, so the trace
     holds for any bead and pair count (checked by the tests against the eager model)."""
     model = model.to(dtype).eval()
@@ -27,22 +26,25 @@ def trace_model(model: CGModel, cutoff: float, dtype: torch.dtype) -> torch.jit.
         return torch.jit.trace(model, inputs, check_trace=False)
 
 
-def export_model(model: CGModel, path: str | Path, type_names: list[str], config: HipnnConfig,
+def export_model(model: torch.nn.Module, path: str | Path, type_names: list[str], config: HipnnConfig,
                  dtype: str = "float64", info: dict | None = None, overwrite: bool = False) -> Path:
+    """Trace a HIP-NN model (``CGModel``: network + prior, or a bare ``HipnnEnergy``) and write
+    it with its metadata for ``pair_style hipcg``: the one export path of the package."""
     import hippynn
 
     if dtype not in DTYPES:
         raise ModelFileError(f"dtype {dtype!r}: allowed values are {sorted(DTYPES)}")
     if len(type_names) != model.n_types:
         raise ModelFileError(f"{len(type_names)} type names for a model with {model.n_types} types")
+    prior = getattr(model, "prior", None)
     meta_info = {"hyperparameters": dict(config.__dict__),
-                 "prior": model.prior.to_dict(type_names) if model.prior is not None else None,
+                 "prior": prior.to_dict(type_names) if prior is not None else None,
                  "versions": {"hipcg": __version__, "hippynn": hippynn.__version__,
                               "torch": torch.__version__},
                  **(info or {})}
     metadata = ModelMetadata(type_names=list(type_names), cutoff=config.cutoff,
                              n_interaction_layers=config.n_interaction_layers, dtype=dtype,
-                             model=f"hipnn:{config.network}" + ("+prior" if model.prior is not None else ""),
+                             model=f"hipnn:{config.network}" + ("+prior" if prior is not None else ""),
                              info=meta_info)
     traced = trace_model(model, config.cutoff, metadata.torch_dtype)
     return save_model(traced, path, metadata, overwrite=overwrite)
@@ -51,13 +53,15 @@ def export_model(model: CGModel, path: str | Path, type_names: list[str], config
 def export_run(run_dir: str | Path, path: str | Path, dtype: str = "float64",
                overwrite: bool = False) -> Path:
     """Export the best model of a finished ``hipcg train`` run."""
+    from .statepoint import upgrade_record
     from .train import load_trained
 
     if dtype not in DTYPES:
         raise ModelFileError(f"dtype {dtype!r}: allowed values are {sorted(DTYPES)}")
     model, record = load_trained(run_dir, DTYPES[dtype])
-    info = {"trained_on": [sp for sp in record["state_points"] if sp["role"] == "train"],
-            "held_out": [sp for sp in record["state_points"] if sp["role"] == "heldout"],
+    points = [upgrade_record(sp) for sp in record["state_points"]]
+    info = {"trained_on": [sp for sp in points if sp["role"] == "train"],
+            "held_out": [sp for sp in points if sp["role"] != "train"],
             "metrics": record["metrics"], "best_epoch": record["best_epoch"],
             "train_dtype": record["train_dtype"]}
     return export_model(model, path, record["type_names"], HipnnConfig(**record["model_config"]),

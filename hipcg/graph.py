@@ -4,6 +4,11 @@ This is the Python twin of what ``pair_style hipcg`` does inside LAMMPS: the sam
 (species, pair indices, pair vectors x_j - x_i within the cutoff) and the same derivatives
 (forces and virial from dE/d pair vector).  Tests, the ASE calculator and the benchmarks use it
 as the reference for the plugin.
+
+It is also hipcg's one pair search (vesin's cell list, chosen in
+``benchmarks/bench_neighbours.py``): training graphs, the baseline's pair forces, the RDFs of
+the report and the prior, and simulate's start-structure check all go through
+:func:`periodic_graph`, :func:`pair_distances` (half list) or :func:`closest_pair`.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from ase.neighborlist import primitive_neighbor_list
+from vesin import NeighborList
 
 
 @dataclass
@@ -33,20 +38,49 @@ class PairGraph:
         return len(self.pair_first)
 
 
+def _search(positions, cell, cutoff: float, pbc, full_list: bool, quantities: str):
+    """vesin's cell list: the one pair search of hipcg (benchmarks/bench_neighbours.py).
+
+    Every periodic image within the cutoff is its own pair, so small boxes (cutoff > half the
+    box) and triclinic cells work; positions need not be wrapped.  ``cell`` rows are the box
+    vectors.  Results are copies: vesin's own arrays die with the NeighborList object.
+    """
+    points = np.ascontiguousarray(positions, dtype=np.float64)
+    box = np.ascontiguousarray(cell, dtype=np.float64)
+    return NeighborList(cutoff=float(cutoff), full_list=full_list).compute(
+        points, box, [bool(p) for p in pbc], quantities, copy=True)
+
+
 def periodic_graph(positions: np.ndarray, cell: np.ndarray, species: np.ndarray, cutoff: float,
                    pbc: tuple[bool, bool, bool] = (True, True, True)) -> PairGraph:
-    """Build the pair graph of a (possibly triclinic) periodic frame with ASE's neighbour list.
+    """The pair graph of a (possibly triclinic) periodic frame, as ``pair_style hipcg`` sees it.
 
-    ``cell`` rows are the box vectors (ASE convention).  Every periodic image within the cutoff
-    is a separate pair, so small boxes (cutoff > half the box) are handled correctly.
+    Ordered pairs (i, j) in both directions, periodic images of i itself included, r < cutoff
+    strictly; ``pbc`` False along a direction means open boundaries there.
     """
-    positions = np.asarray(positions, dtype=np.float64)
-    first, second, vec = primitive_neighbor_list(
-        "ijD", pbc, np.asarray(cell, dtype=np.float64), positions, cutoff, self_interaction=False
-    )
-    keep = np.einsum("ij,ij->i", vec, vec) < cutoff * cutoff  # strict, like the plugin
+    first, second, vec = _search(positions, cell, cutoff, pbc, True, "ijD")
+    keep = np.einsum("ij,ij->i", vec, vec) < cutoff * cutoff  # the plugin's test, on these vectors
     return PairGraph(np.asarray(species, dtype=np.int64), first[keep].astype(np.int64),
                      second[keep].astype(np.int64), vec[keep])
+
+
+def pair_distances(positions: np.ndarray, cell: np.ndarray, cutoff: float):
+    """(i, j, r): every periodic pair of :func:`periodic_graph` once, not in both directions.
+
+    A half list, about 3x faster than the full graph, for counting pairs (RDFs).
+    """
+    first, second, dist = _search(positions, cell, cutoff, (True, True, True), False, "ijd")
+    keep = dist < cutoff
+    return first[keep].astype(np.int64), second[keep].astype(np.int64), dist[keep]
+
+
+def closest_pair(positions: np.ndarray, cell: np.ndarray, below: float) -> tuple[float, int, int] | None:
+    """(distance, i, j) of the closest periodic pair if it is closer than ``below``, else None."""
+    first, second, dist = _search(positions, cell, below, (True, True, True), False, "ijd")
+    if len(dist) == 0:
+        return None
+    k = int(np.argmin(dist))
+    return float(dist[k]), int(first[k]), int(second[k])
 
 
 @dataclass

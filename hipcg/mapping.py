@@ -38,10 +38,22 @@ from typing import Iterator
 
 import numpy as np
 
+from .config import NonNegativeInt, PositiveInt
 from .errors import DataError
 
 WEIGHTS = ("mass", "geometry")
 _MAX_LISTED = 5  # how many offending atoms/residues an error message lists
+
+
+@dataclass
+class MapSettings:
+    """The ``map:`` section (``hipcg map``'s --start/--stop/--stride): which frames to map."""
+
+    mapping: Path
+    start: NonNegativeInt | None = None
+    stop: NonNegativeInt | None = None
+    stride: PositiveInt | None = None
+    velocities: bool = True
 
 
 class MappingError(DataError):
@@ -186,15 +198,13 @@ def parse_mapping(data, source: str = "<mapping>") -> Mapping:
 
 def load_mapping(path: str | os.PathLike) -> Mapping:
     """Read and validate a YAML mapping file."""
-    import yaml
+    from .config import ConfigError, load_yaml
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise MappingError(f"{path}: mapping file not found") from None
-    except yaml.YAMLError as err:
-        raise MappingError(f"{path}: not valid YAML: {err}") from None
+        data = load_yaml(path, what="mapping file")
+    except ConfigError as err:
+        raise MappingError(str(err)) from None
     return parse_mapping(data, source=str(path))
 
 
@@ -231,6 +241,42 @@ def _listing(items: list[str], total: int | None = None) -> str:
     total = len(items) if total is None else total
     more = f" ... ({total} in all)" if total > _MAX_LISTED else ""
     return ", ".join(items[:_MAX_LISTED]) + more
+
+
+def _molecule_owners(atoms, mapping: "Mapping") -> np.ndarray:
+    """Index of the mapping's molecule spec that claims each atom; every atom exactly once."""
+    src = mapping.source
+    n = len(atoms)
+    owner = np.full(n, -1, dtype=np.int64)  # which molecule spec claims each atom
+    for k, mol in enumerate(mapping.molecules):
+        if mol.resname is not None:
+            if not hasattr(atoms, "resnames"):
+                raise MappingError(f"{src}: molecule {mol.label!r}: the topology has no "
+                                   "residue names; choose molecules with 'select:' instead")
+            mask = atoms.resnames == mol.resname
+        else:
+            try:
+                chosen = atoms.select_atoms(mol.select)
+            except Exception as err:  # MDAnalysis raises several types for bad selections
+                raise MappingError(f"{src}: molecule {mol.label!r}: bad selection "
+                                   f"{mol.select!r}: {err}") from None
+            mask = np.isin(atoms.indices, chosen.indices)
+        if not mask.any():
+            raise MappingError(f"{src}: molecule {mol.label!r}: matches no atoms in the topology")
+        clash = np.flatnonzero(mask & (owner >= 0))
+        if len(clash):
+            other = mapping.molecules[owner[clash[0]]].label
+            raise MappingError(
+                f"{src}: atoms matched by both {other!r} and {mol.label!r}: "
+                + _listing([_atom_label(atoms, i) for i in clash[:_MAX_LISTED]], len(clash)))
+        owner[mask] = k
+    loose = np.flatnonzero(owner < 0)
+    if len(loose):
+        residues = list(dict.fromkeys(_residue_label(atoms, i) for i in loose[:1000]))
+        raise MappingError(
+            f"{src}: {len(loose)} atom(s) belong to no molecule type in the mapping "
+            f"(molecule type with no mapping?): residues " + _listing(residues))
+    return owner
 
 
 @dataclass
@@ -272,35 +318,7 @@ class CGMap:
         if not hasattr(atoms, "masses"):
             raise MappingError(f"{src}: the topology has no atom masses")
         masses_all = np.asarray(atoms.masses, dtype=np.float64)
-        owner = np.full(n, -1, dtype=np.int64)  # which molecule spec claims each atom
-        for k, mol in enumerate(mapping.molecules):
-            if mol.resname is not None:
-                if not hasattr(atoms, "resnames"):
-                    raise MappingError(f"{src}: molecule {mol.label!r}: the topology has no "
-                                       "residue names; choose molecules with 'select:' instead")
-                mask = atoms.resnames == mol.resname
-            else:
-                try:
-                    chosen = atoms.select_atoms(mol.select)
-                except Exception as err:  # MDAnalysis raises several types for bad selections
-                    raise MappingError(f"{src}: molecule {mol.label!r}: bad selection "
-                                       f"{mol.select!r}: {err}") from None
-                mask = np.isin(atoms.indices, chosen.indices)
-            if not mask.any():
-                raise MappingError(f"{src}: molecule {mol.label!r}: matches no atoms in the topology")
-            clash = np.flatnonzero(mask & (owner >= 0))
-            if len(clash):
-                other = mapping.molecules[owner[clash[0]]].label
-                raise MappingError(
-                    f"{src}: atoms matched by both {other!r} and {mol.label!r}: "
-                    + _listing([_atom_label(atoms, i) for i in clash[:_MAX_LISTED]], len(clash)))
-            owner[mask] = k
-        loose = np.flatnonzero(owner < 0)
-        if len(loose):
-            residues = list(dict.fromkeys(_residue_label(atoms, i) for i in loose[:1000]))
-            raise MappingError(
-                f"{src}: {len(loose)} atom(s) belong to no molecule type in the mapping "
-                f"(molecule type with no mapping?): residues " + _listing(residues))
+        owner = _molecule_owners(atoms, mapping)
 
         # Molecules = residues, in topology order of their first atom.
         resindex = np.asarray(atoms.resindices)

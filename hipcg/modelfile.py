@@ -84,7 +84,7 @@ def save_model(module: torch.jit.ScriptModule, path: str | os.PathLike, metadata
     """Write ``module`` with ``metadata`` to ``path`` atomically (temp file + rename)."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass overwrite=True (CLI: --force) to replace it")
+        raise OutputExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
     if not isinstance(module, torch.jit.ScriptModule):
         raise TypeError("save_model needs a TorchScript module (torch.jit.script or torch.jit.trace)")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ import yaml
 
 from . import __version__
 from .atomic import write_json_atomic
-from .errors import ConfigError
+from .errors import ConfigError, HipcgError, RunError
 
 STAGES = ("reference", "map", "train", "export", "simulate", "evaluate", "report")
 RECORD = "stage.json"
@@ -33,6 +33,23 @@ SHARED_KEYS = ("system", "state_points", "trajectories")  # every stage depends 
 
 class PipelineConfigError(ConfigError):
     """A pipeline file that cannot run; the message names the file and the key path."""
+
+
+class StageFailed(RunError):
+    """A stage stopped; the message names the stage, what failed and where to look.
+
+    The exit code is the cause's (2 for bad input met inside a stage, 3 for a failed run).
+    """
+
+    def __init__(self, stage: str, directory: Path, cause: BaseException):
+        what = str(cause) if isinstance(cause, HipcgError) else f"{type(cause).__name__}: {cause}"
+        log = getattr(cause, "log_file", None) or getattr(cause, "workdir", None)
+        where = f"; read {log}" if log else ""
+        super().__init__(f"stage {stage!r} failed: {what}{where} (stage folder {directory}; "
+                         f"re-run to continue: finished parts are kept)")
+        self.stage = stage
+        self.cause = cause
+        self.exit_code = getattr(cause, "exit_code", RunError.exit_code)
 
 
 def stable_hash(obj: Any) -> str:
@@ -109,13 +126,46 @@ class Pipeline:
         return rows
 
 
+OWNER = "pipeline.json"  # which pipeline file writes into an output folder
+
+
+def claim_output(pipeline: Pipeline, overwrite: bool = False) -> None:
+    """Refuse to write a study into a folder that holds another pipeline file's outputs.
+
+    The same file (edited or not) may always continue its own folder: stage keys decide what
+    re-runs.  ``overwrite`` hands the folder to this pipeline; stages then re-run as their
+    keys say (another study's records carry other keys, so nothing of it is reused silently).
+    """
+    stamp = pipeline.root / OWNER
+    me = str(pipeline.path.resolve())
+    if stamp.exists() and not overwrite:
+        try:
+            owner = json.loads(stamp.read_text()).get("pipeline")
+        except (json.JSONDecodeError, AttributeError):
+            owner = None
+        if owner != me:
+            raise PipelineConfigError(
+                f"{pipeline.path}: out: {pipeline.root} holds the outputs of another study "
+                f"({owner or 'unreadable ' + str(stamp)}); choose another out: folder, or pass "
+                "--overwrite to replace them")
+    elif not stamp.exists() and pipeline.root.exists() and any(
+            (pipeline.root / f"{i + 1:02d}-{name}").exists() for i, name in enumerate(STAGES)) \
+            and not overwrite:
+        raise PipelineConfigError(
+            f"{pipeline.path}: out: {pipeline.root} holds stage folders of an unknown study; choose "
+            "another out: folder, or pass --overwrite to replace them")
+    pipeline.root.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(stamp, {"pipeline": me, "hipcg_version": __version__})
+
+
 def run_pipeline(pipeline: Pipeline, from_stage: str | None = None, only: str | None = None,
-                 log: Callable[[str], None] = print) -> dict[str, str]:
+                 log: Callable[[str], None] = print, overwrite: bool = False) -> dict[str, str]:
     """Run the stages that are not up to date; return {stage: 'ran' | 'skipped'}."""
     names = [s.name for s in pipeline.stages]
     for flag, value in (("--from", from_stage), ("--only", only)):
         if value is not None and value not in names:
             raise PipelineConfigError(f"{flag} {value!r}: stages are {', '.join(names)}")
+    claim_output(pipeline, overwrite)
     keys = pipeline.keys()
     outcome: dict[str, str] = {}
     upstream: dict[str, dict] = {}

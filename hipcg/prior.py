@@ -7,33 +7,36 @@ Shinkle et al., each bead-type pair gets
     E(r) = (s p / a) exp(a (t - r)),   a = ln(1/p) / dr,   F(r) = -dE/dr = s p exp(a (t - r))
 
 so the repulsive force is ``s p`` at the onset ``t`` (a small fraction ``p`` of the typical
-force) and grows to ``s`` at ``t - dr``.  ``t`` is where the pair's RDF first rises above a small
-threshold, ``s`` the mean force magnitude on the two bead types.  The network learns the rest
-(it is trained on the total force, prior included).
+force) and grows to ``s`` at ``t - dr``.  ``t`` is where the pair's RDF over all bead pairs
+(:func:`pair_rdfs`, intramolecular ones included) first rises above a small threshold, ``s``
+the mean force magnitude on the two bead types.  The network learns the rest (it is trained
+on the total force, prior included).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
 
-from .graph import periodic_graph
+from .analysis import PairHistogram
+from .config import NonNegative, Positive, PositiveInt, Range
 from .errors import ConfigError, DataError
 
 
 @dataclass
 class PriorConfig:
     enabled: bool = True
-    rdf_threshold: float = 0.01  # g(r) level that marks the onset t
-    p: float = 0.01  # force at the onset, as a fraction of s (0 < p < 1)
-    dr: float = 0.5  # Å from t inwards over which the force grows from s p to s
-    strength_scale: float = 1.0  # s = strength_scale x mean |F| of the pair's bead types
-    bin_width: float = 0.05  # Å, RDF histogram
-    r_max: float = 8.0  # Å, RDF range searched for the onset
-    max_frames: int = 50  # frames used for the RDF (spread over the data)
+    rdf_threshold: NonNegative = 0.01  # g(r) level that marks the onset t
+    p: Annotated[float, Range(gt=0, lt=1)] = 0.01  # force at the onset, as a fraction of s
+    dr: Positive = 0.5  # Å from t inwards over which the force grows from s p to s
+    strength_scale: NonNegative = 1.0  # s = strength_scale x mean |F| of the pair's bead types
+    bin_width: Positive = 0.05  # Å, RDF histogram
+    r_max: Positive = 8.0  # Å, RDF range searched for the onset
+    max_frames: PositiveInt = 50  # frames used for the RDF (spread over the data)
 
 
 @dataclass
@@ -113,30 +116,21 @@ def _frame_subset(n_frames: int, max_frames: int) -> np.ndarray:
 
 
 def pair_rdfs(datasets, n_types: int, r_max: float, bin_width: float, max_frames: int):
-    """g(r) per ordered type pair, averaged over the frames of all ``datasets``.
+    """g(r) per ordered type pair over ALL bead pairs, pooled over frames of all ``datasets``.
+
+    Intramolecular pairs count too (no molecule ids): the model is an atomic pair style that
+    sees every pair within its cutoff, so the prior's onset must lie below the closest approach
+    of any two beads in the data, bonded neighbours of multi-bead mappings included; an
+    intermolecular g(r) would put the wall on top of sampled bond lengths.  Same histogram and
+    normalisation as the report (:class:`hipcg.analysis.PairHistogram`).
 
     Returns (bin edges, g of shape (n_types, n_types, n_bins)); a pair with no beads has g = 0.
     """
-    edges = np.arange(0.0, r_max + bin_width / 2, bin_width)
-    counts = np.zeros((n_types, n_types, len(edges) - 1))
-    norm = np.zeros((n_types, n_types))  # sum over frames of N_a N_b / V (pairs per volume)
+    hist = PairHistogram(n_types, r_max, bin_width)
     for ds in datasets:
-        types = ds.bead_types
-        n_of = np.bincount(types, minlength=n_types).astype(float)
-        for f in _frame_subset(ds.n_frames, max_frames):
-            graph = periodic_graph(ds.positions[f], ds.boxes[f], types, r_max)
-            r = np.linalg.norm(graph.pair_vec, axis=1)
-            ti, tj = types[graph.pair_first], types[graph.pair_second]
-            flat = (ti * n_types + tj) * (len(edges) - 1) + np.clip(
-                np.searchsorted(edges, r, side="right") - 1, 0, len(edges) - 2)
-            counts += np.bincount(flat, minlength=counts.size).reshape(counts.shape)
-            volume = abs(np.linalg.det(ds.boxes[f]))
-            pairs = np.outer(n_of, n_of) - np.diag(n_of)  # self pairs excluded
-            norm += pairs / volume
-    shell = 4.0 / 3.0 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        g = np.where(norm[..., None] > 0, counts / (norm[..., None] * shell), 0.0)
-    return edges, g
+        frames = _frame_subset(ds.n_frames, max_frames)
+        hist.add(ds.positions[frames], ds.boxes[frames], ds.bead_types)
+    return hist.edges, hist.g()
 
 
 def fit_prior(datasets, type_names: list[str], config: PriorConfig | None = None,

@@ -20,20 +20,22 @@ Units are LAMMPS ``real`` throughout: Å, fs, kcal/mol, kcal/(mol Å), Å/fs, g/
 
 from __future__ import annotations
 
-import collections
 import json
 import re
 import shutil
-import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated
 
-from . import UNITS, __version__, lammps_env
-from .atomic import write_json_atomic
-from .lammps_runner import LammpsError
+from . import UNITS, __version__
+from .atomic import write_json_atomic, write_text_atomic
+from .lammps import env as lammps_env
+from .lammps.dump import truncate_dump
+from .lammps.runner import LammpsError, run_lammps
 from .systems import SystemDef, SystemFileError, load_system
-from .errors import InputError
+from .config import NonNegative, Positive, PositiveInt, Range, check_fields
+from .errors import ConfigError, InputError
 
 THERMO_COLUMNS = ["step", "temp", "press", "density", "vol", "pe"]
 DUMP_COLUMNS = "id mol type x y z ix iy iz vx vy vz fx fy fz"
@@ -49,29 +51,34 @@ class ReferenceConfig:
     """One ``hipcg reference`` invocation.  Times in ps/fs, pressure in atm, lengths in Å."""
 
     system: str
-    temperatures: list[float]
+    temperatures: list[Positive]
     out: Path
     pressure: float = 1.0
-    molecules: int = 256
-    equilibrate_ps: float = 50.0
-    production_ps: float = 100.0
-    every_fs: float = 100.0
-    timestep_fs: float | None = None          # None: the system file's timestep_fs
-    cutoff: float = 12.0
-    kspace_accuracy: float = 1.0e-5
-    seed: int = 2024
-    restart_every_ps: float = 10.0
-    compress_ps: float = 5.0                   # NVT squeeze from the insertion density
-    settle_ps: float = 2.0                     # NVT after rescaling to the mean NPT volume
-    insert_density_factor: float = 0.5         # insert at this fraction of density_guess
-    tdamp_fs: float = 100.0
-    pdamp_fs: float = 1000.0
-    thermo_every: int = 100
-    nprocs: int = 1
-    threads: int = 1
+    molecules: PositiveInt = 256
+    equilibrate_ps: Positive = 50.0
+    production_ps: Positive = 100.0
+    every_fs: Positive = 100.0
+    timestep_fs: Positive | None = None       # None: the system file's timestep_fs
+    cutoff: Positive = 12.0
+    kspace_accuracy: Annotated[float, Range(gt=0, lt=1)] = 1.0e-5  # relative force error (PPPM)
+    seed: Annotated[int, Range(ge=1)] = 2024  # LAMMPS seeds must be positive
+    restart_every_ps: Positive = 10.0
+    compress_ps: Positive = 5.0                # NVT squeeze from the insertion density
+    settle_ps: NonNegative = 2.0               # NVT after rescaling to the mean NPT volume
+    insert_density_factor: Annotated[float, Range(gt=0, le=1)] = 0.5  # of density_guess
+    tdamp_fs: Positive = 100.0
+    pdamp_fs: Positive = 1000.0
+    thermo_every: PositiveInt = 100
+    nprocs: PositiveInt = 1
+    threads: PositiveInt = 1
     force: bool = False                        # delete every existing state-point directory
     replace_stale: bool = False                # delete only those written with other settings
     progress: bool = True
+
+    def __post_init__(self):
+        check_fields(self, "reference")
+        if not self.temperatures:
+            raise ConfigError("reference.temperatures: give at least one temperature")
 
 
 @dataclass
@@ -171,43 +178,6 @@ def _prune_restarts(workdir: Path, stage: str, keep: int) -> None:
         p.unlink(missing_ok=True)
 
 
-def truncate_dump(path: Path, before_step: int) -> int:
-    """Cut a text dump back to the frames with timestep < ``before_step``; return their count.
-
-    Also drops a trailing partial frame left by a killed run.
-    """
-    if not path.exists():
-        return 0
-    keep_bytes, frames = 0, 0
-    with open(path, "rb") as f:
-        while True:
-            start = f.tell()
-            line = f.readline()
-            if not line:
-                break
-            if not line.startswith(b"ITEM: TIMESTEP"):
-                raise ReferenceError(f"{path}: byte {start}: expected 'ITEM: TIMESTEP'")
-            step_line = f.readline()
-            try:
-                step = int(step_line)
-            except ValueError:
-                break
-            if step >= before_step:
-                break
-            header = [f.readline() for _ in range(7)]
-            try:
-                n_atoms = int(header[1])
-            except (ValueError, IndexError):
-                break
-            rows = [f.readline() for _ in range(n_atoms)]
-            if not rows or not rows[-1].endswith(b"\n"):
-                break
-            keep_bytes, frames = f.tell(), frames + 1
-    with open(path, "r+b") as f:
-        f.truncate(keep_bytes)
-    return frames
-
-
 def truncate_samples(path: Path, up_to_step: int) -> None:
     """Keep sample lines (``step ...``) with step <= ``up_to_step``, dropping partial lines."""
     if not path.exists():
@@ -220,7 +190,7 @@ def truncate_samples(path: Path, up_to_step: int) -> None:
                 kept.append(line)
         except ValueError:
             continue
-    path.write_text("".join(k + "\n" for k in kept))
+    write_text_atomic(path, "".join(k + "\n" for k in kept))
 
 
 def read_samples(path: Path) -> "np.ndarray":
@@ -275,67 +245,35 @@ class _Progress:
     def close(self) -> None:
         self.bar.close()
 
+    def line(self, text: str) -> None:
+        """Follow one line of LAMMPS output: phase markers and thermo rows."""
+        parts = text.split()
+        if parts[:1] == ["HIPCG_PHASE"]:
+            self.phase(int(parts[1]))
+        elif len(parts) == len(THERMO_COLUMNS) and parts[0].isdigit():
+            self.step(int(parts[0]))
 
-def run_lammps_streaming(script: str, workdir: Path, stage: str, nprocs: int, threads: int,
-                         progress: _Progress | None = None) -> str:
-    """Run ``script`` in ``workdir`` with ``lmp`` (under mpirun if nprocs > 1), following its
-    screen output for progress; return the output, raise :class:`LammpsError` on failure."""
-    workdir.mkdir(parents=True, exist_ok=True)
+
+def _run_stage(script: str, workdir: Path, stage: str, cfg: ReferenceConfig,
+              progress: _Progress | None = None) -> str:
+    """Run one stage's ``script`` in ``workdir`` (a new log per attempt), following its screen
+    output for progress; return the output, raise :class:`LammpsError` on failure."""
     attempt = len(list(workdir.glob(f"log.{stage}.*.lammps"))) + 1
-    input_name, log_name = f"in.{stage}.lammps", f"log.{stage}.{attempt}.lammps"
-    (workdir / input_name).write_text(script)
-    cmd = [str(lammps_env.lmp_executable()), "-in", input_name, "-log", log_name, "-nocite"]
-    if threads > 1:
-        cmd += ["-sf", "omp", "-pk", "omp", str(threads)]
-    if nprocs > 1:
-        cmd = [str(lammps_env.mpirun_executable()), "-np", str(nprocs)] + cmd
-    env = lammps_env.child_environment({"OMP_NUM_THREADS": str(threads)})
-    tail: collections.deque[str] = collections.deque(maxlen=400)
-    head: list[str] = []
-    errors: list[str] = []
-    n_cols = len(THERMO_COLUMNS)
-    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, bufsize=1)
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if len(head) < 50:
-                head.append(line)
-            tail.append(line)
-            s = line.strip()
-            if s.startswith("ERROR"):
-                errors.append(s)
-            elif s.startswith("HIPCG_PHASE") and progress is not None:
-                progress.phase(int(s.split()[1]))
-            elif progress is not None:
-                parts = s.split()
-                if len(parts) == n_cols and parts[0].isdigit():
-                    progress.step(int(parts[0]))
-        rc = proc.wait()
-    except BaseException:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        raise
-    output = "".join(head) + "".join(tail)
-    if rc != 0 or errors:
-        message = "; ".join(dict.fromkeys(errors)) or (
-            f"exit code {rc}: " + "".join(list(tail)[-15:]).strip())
-        raise LammpsError(message, workdir, output)
-    return output
+    return run_lammps(script, workdir, nprocs=cfg.nprocs, threads=cfg.threads,
+                      input_name=f"in.{stage}.lammps", log_name=f"log.{stage}.{attempt}.lammps",
+                      on_line=progress.line if progress is not None else None,
+                      omp_styles=True).output
 
 
 # --- LAMMPS input -----------------------------------------------------------------------------
 
-def _header(system: SystemDef, cfg: ReferenceConfig) -> list[str]:
+def _header() -> list[str]:
     return ["units real", "atom_style full", "boundary p p p"]
 
 
 def setup_commands(system: SystemDef, cfg: ReferenceConfig, plan: Plan, restart: str | None) -> list[str]:
     """Units, box or restart, force field, neighbour and thermo settings of every stage."""
-    lines = _header(system, cfg)
+    lines = _header()
     if restart:
         # Styles are re-issued: kspace settings are not stored in restart files.
         lines.append(f"read_restart {restart}")
@@ -351,7 +289,7 @@ def build_script(system: SystemDef, cfg: ReferenceConfig, plan: Plan, temperatur
                  seed: int) -> str:
     l_final = system.box_length(cfg.molecules)
     l_insert = system.box_length(cfg.molecules, system.density_guess * cfg.insert_density_factor)
-    lines = _header(system, cfg) + [
+    lines = _header() + [
         f"region box block 0 {l_insert:.6f} 0 {l_insert:.6f} 0 {l_insert:.6f}",
         f"create_box {len(system.atom_types)} box {system.create_box_args()}"]
     lines += system.force_field_commands(cfg.cutoff, cfg.kspace_accuracy)
@@ -452,11 +390,10 @@ def _resume_or_run(stage: str, workdir: Path, fresh_script, resume_script, cfg: 
     while True:
         restarts = _restart_files(workdir, stage)
         if not restarts:
-            return run_lammps_streaming(fresh_script(), workdir, stage, cfg.nprocs, cfg.threads, progress)
+            return _run_stage(fresh_script(), workdir, stage, cfg, progress)
         step, path = restarts[-1]
         try:
-            return run_lammps_streaming(resume_script(step, path.name), workdir, stage,
-                                        cfg.nprocs, cfg.threads, progress)
+            return _run_stage(resume_script(step, path.name), workdir, stage, cfg, progress)
         except LammpsError as err:
             if "restart" not in err.message.lower() or len(restarts) < 2:
                 raise
@@ -495,9 +432,8 @@ def run_state_point(cfg: ReferenceConfig, system: SystemDef, plan: Plan, tempera
     try:
         # 1. build (short: simply redone if it did not finish)
         if not (workdir / "build.done").exists():
-            outputs["build"] = run_lammps_streaming(
-                build_script(system, cfg, plan, temperature, seed), workdir, "build",
-                cfg.nprocs, cfg.threads, progress)
+            outputs["build"] = _run_stage(build_script(system, cfg, plan, temperature, seed),
+                                         workdir, "build", cfg, progress)
             (workdir / "build.done").write_text("")
         progress.skip_to(plan.compress)
 

@@ -275,13 +275,13 @@ def _inline(text: str) -> str:
     return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
 
 
-def write_report(result: dict | str | os.PathLike, outdir: str | os.PathLike, force: bool = False) -> dict[str, Path]:
+def write_report(result: dict | str | os.PathLike, outdir: str | os.PathLike, overwrite: bool = False) -> dict[str, Path]:
     """Write report.md, report.html, report.json and the PNGs into ``outdir``; returns their paths."""
     if not isinstance(result, dict):
         result = json.loads(Path(result).read_text())
     outdir = Path(outdir)
-    if (outdir / "report.md").exists() and not force:
-        raise OutputExistsError(f"{outdir / 'report.md'} exists; not overwriting it (use --force)")
+    if (outdir / "report.md").exists() and not overwrite:
+        raise OutputExistsError(f"{outdir / 'report.md'} exists; not overwriting it (use --overwrite)")
     # build in a temporary sibling directory, then move files into place: no half-written report
     tmp = outdir.parent / f".{outdir.name}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

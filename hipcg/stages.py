@@ -12,18 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import yaml
-
-from .config import ConfigError, from_dict
+from .baseline import BaselineConfig
+from .mapping import MapSettings
+from .config import ConfigError, from_dict, load_yaml, slug
 from .pipeline import STAGES, Pipeline, PipelineConfigError, StageContext, StageDef
-
-
-@dataclass
-class StatePoint:
-    name: str
-    temperature: float  # K
-    pressure: float = 1.0  # atm
-    role: Literal["train", "test"] = "test"
+from .statepoint import StatePoint, check_state_points
 
 
 @dataclass
@@ -35,15 +28,6 @@ class UserTrajectory:
     format: Literal["lammps", "gromacs", "extxyz"] | None = None
     dump_units: Literal["real", "metal"] = "real"
     atom_style: str | None = None
-
-
-@dataclass
-class MapSection:
-    mapping: Path
-    start: int | None = None
-    stop: int | None = None
-    stride: int | None = None
-    velocities: bool = True
 
 
 @dataclass
@@ -66,23 +50,8 @@ class PipelineSpec:
 
 
 @dataclass
-class BaselineSection:
-    enabled: bool = True
-    dr: float = 0.1  # Å, grid of the tabulated pair force
-    ridge: float = 1e-6
-    stride: int = 1  # use every n-th training frame
-    points: int = 2000  # rows of the LAMMPS table
-
-
-@dataclass
 class ExportSection:
     dtype: Literal["float32", "float64"] = "float64"
-
-
-@dataclass
-class EvaluateSection:
-    max_static_frames: int = 50
-    max_reference_frames: int = 500
 
 
 # reference keys that the pipeline itself sets from the top level
@@ -147,7 +116,7 @@ def run_map(ctx: StageContext) -> dict:
     from .trajectory import open_trajectory
 
     spec: PipelineSpec = ctx.pipeline.spec
-    section = from_dict(MapSection, ctx.section, "map")
+    section = from_dict(MapSettings, ctx.section, "map")
     mapping = load_mapping(section.mapping)
     outputs = {}
     for sp in spec.state_points:
@@ -182,8 +151,8 @@ def _train_config(spec: PipelineSpec, section: dict, datasets: dict[str, str] | 
     if owned:
         raise ConfigError(f"train.{owned[0]}: set by the pipeline (state_points, stage folder); "
                           "remove it from the train section")
-    points = [{"label": sp.name, "path": (datasets or {}).get(sp.name, f"{sp.name}.npz"),
-               "role": "train" if sp.role == "train" else "heldout"} for sp in spec.state_points]
+    points = [{"name": sp.name, "dataset": (datasets or {}).get(sp.name, f"{sp.name}.npz"),
+               "role": sp.role} for sp in spec.state_points]
     return TrainConfig.from_dict({**section, "state_points": points, "out_dir": str(out_dir)}, "train")
 
 
@@ -199,10 +168,10 @@ def run_train(ctx: StageContext) -> dict:
     config = _train_config(spec, ctx.section, datasets, out_dir)
     # resume only a killed run of this very configuration; anything else starts over
     resume = ctx.resuming and (out_dir / CHECKPOINT).exists()
-    result = train(config, resume=resume, force=not resume)
+    result = train(config, resume=resume, overwrite=not resume)
     outputs = {"run_dir": str(out_dir), "epochs": result.epochs, "best_epoch": result.best_epoch,
                "metrics": result.metrics, "prior": result.prior, "seconds": result.seconds}
-    baseline = from_dict(BaselineSection, spec.baseline, "baseline")
+    baseline = from_dict(BaselineConfig, spec.baseline, "baseline")
     if baseline.enabled:
         train_sets = [load_dataset(datasets[sp.name]) for sp in spec.state_points if sp.role == "train"]
 
@@ -238,18 +207,13 @@ def _models(ctx: StageContext) -> dict[str, str]:
 def _evaluation_settings(pipeline: Pipeline):
     from .evaluate import EvaluationSettings
 
-    evaluate = from_dict(EvaluateSection, pipeline.section("evaluate"), "evaluate")
-    return from_dict(EvaluationSettings, {**pipeline.section("simulate"), **dataclasses.asdict(evaluate)},
-                     "simulate")
+    return EvaluationSettings.from_sections(pipeline.section("simulate"), pipeline.section("evaluate"))
 
 
-def _evaluation_points(ctx: StageContext):
-    from .evaluate import StatePoint as EvalPoint
-
+def _evaluation_points(ctx: StageContext) -> list[StatePoint]:
     spec: PipelineSpec = ctx.pipeline.spec
-    return [EvalPoint(name=sp.name, dataset=ctx.upstream["map"][sp.name]["dataset"],
-                      trained=sp.role == "train", temperature=sp.temperature, pressure=sp.pressure,
-                      frame_interval_fs=_frame_interval_fs(spec))
+    return [dataclasses.replace(sp, dataset=Path(ctx.upstream["map"][sp.name]["dataset"]),
+                                frame_interval_fs=_frame_interval_fs(spec))
             for sp in spec.state_points]
 
 
@@ -282,7 +246,7 @@ def run_simulate(ctx: StageContext) -> dict:
             loaded = {sp.dataset: load_dataset(sp.dataset)}
         ds = loaded[sp.dataset]
         cfg = simulation_config(Path(models[name]), settings, state_of(sp, ds), ensemble)
-        workdir = ctx.directory / sp.name / name / ensemble
+        workdir = ctx.directory / sp.name / slug(name) / ensemble  # labels may hold spaces
         res, blew_up = run_or_blowup(cfg, StartStructure.from_dataset(ds, -1), workdir,
                                      timeout=settings.timeout, read=False, reuse=True)
         status = ({"status": "blew_up", **blew_up} if blew_up
@@ -298,7 +262,7 @@ def run_evaluate(ctx: StageContext) -> dict:
 
     models = ctx.upstream["simulate"]["models"]
     result = evaluate(models, _evaluation_points(ctx), _evaluation_settings(ctx.pipeline),
-                      workdir=ctx.directory, force=True, runs_dir=ctx.pipeline.stage_dir("simulate"),
+                      workdir=ctx.directory, overwrite=True, runs_dir=ctx.pipeline.stage_dir("simulate"),
                       reuse=True)
     # the prior's parameters belong in the report next to the numbers they produced
     result["models"]["HIP-NN-TS"]["prior"] = ctx.upstream["train"].get("prior")
@@ -314,7 +278,7 @@ def run_evaluate(ctx: StageContext) -> dict:
 def run_report(ctx: StageContext) -> dict:
     from .report import write_report
 
-    paths = write_report(ctx.upstream["evaluate"]["evaluation"], ctx.directory, force=True)
+    paths = write_report(ctx.upstream["evaluate"]["evaluation"], ctx.directory, overwrite=True)
     return {k: str(v) for k, v in paths.items()} | {"markdown": str(ctx.directory / "report.md")}
 
 
@@ -345,13 +309,16 @@ def _reference_inputs_fingerprint(pipeline: Pipeline):
 
 def validate(spec: PipelineSpec, source: str) -> None:
     """Check every section before any work starts."""
+    check_state_points(spec.state_points)
     names = [sp.name for sp in spec.state_points]
-    if not names:
-        raise ConfigError("state_points: at least one state point is needed")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"state_points: names must be unique, got {names}")
-    if not any(sp.role == "train" for sp in spec.state_points):
-        raise ConfigError("state_points: at least one state point needs role: train")
+    for i, sp in enumerate(spec.state_points):
+        if sp.temperature is None:
+            raise ConfigError(f"state_points[{i}].temperature: required in a pipeline (K)")
+        if sp.dataset is not None or sp.frame_interval_fs is not None:
+            raise ConfigError(f"state_points[{i}]: dataset and frame_interval_fs are set by the "
+                              "pipeline (map stage); remove them")
+        if sp.pressure is None:
+            sp.pressure = 1.0  # atm
     if spec.trajectories:
         missing = sorted(set(names) - set(spec.trajectories))
         if missing:
@@ -377,17 +344,16 @@ def validate(spec: PipelineSpec, source: str) -> None:
             raise ConfigError(f"system: {err}") from err
         for pressure, points in _pressures(spec).items():
             _reference_config(spec, spec.reference, spec.out, pressure, [sp.temperature for sp in points])
-    section = from_dict(MapSection, spec.map, "map")
+    section = from_dict(MapSettings, spec.map, "map")
     # relative paths in a pipeline file are relative to the working directory (the repo root)
     if not section.mapping.exists():
         raise ConfigError(f"map.mapping: {section.mapping} does not exist")
     _train_config(spec, spec.train, None, spec.out / "train")
-    from_dict(BaselineSection, spec.baseline, "baseline")
+    from_dict(BaselineConfig, spec.baseline, "baseline")
     from_dict(ExportSection, spec.export, "export")
-    from_dict(EvaluateSection, spec.evaluate, "evaluate")
     from .evaluate import EvaluationSettings
 
-    settings = from_dict(EvaluationSettings, spec.simulate, "simulate")
+    settings = EvaluationSettings.from_sections(spec.simulate, spec.evaluate)
     from .evaluate import simulation_config
 
     for ensemble in ("nvt", "npt"):  # the MD settings' own checks (thermostat, steps, ...)
@@ -406,9 +372,12 @@ def load_pipeline(path: str | Path) -> Pipeline:
     if not path.exists():
         raise PipelineConfigError(f"{path}: no such pipeline file")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise PipelineConfigError(f"{path}: not valid YAML: {err}") from err
+        data = load_yaml(path, what="pipeline file")
+    except ConfigError as err:
+        raise PipelineConfigError(str(err)) from err
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise PipelineConfigError(f"{path}: expected a mapping of sections (out, state_points, ...)")
     try:
         spec = from_dict(PipelineSpec, data, "")
         validate(spec, str(path))
@@ -420,4 +389,7 @@ def load_pipeline(path: str | Path) -> Pipeline:
               for name in STAGES]
     config = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v)
               for k, v in dataclasses.asdict(spec).items()}
+    # the keys of earlier hipcg versions' state points only: their stage keys stay valid
+    config["state_points"] = [{k: sp[k] for k in ("name", "temperature", "pressure", "role")}
+                              for sp in config["state_points"]]
     return Pipeline(path=path, config=config, root=Path(spec.out), stages=stages, spec=spec)

@@ -32,9 +32,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
+from .config import ConfigError, load_yaml
 
-from .errors import ConfigError
 
 AVOGADRO = 6.02214076e23
 
@@ -261,9 +260,9 @@ def load_system(name_or_path: str | os.PathLike, text: str | None = None) -> Sys
     """
     path = find_system_file(name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text() if text is None else text)
-    except yaml.YAMLError as err:
-        raise SystemFileError(f"{path}: not valid YAML: {err}") from err
+        raw = load_yaml(path, text, what="system file")
+    except ConfigError as err:
+        raise SystemFileError(str(err)) from err
     if not isinstance(raw, dict):
         raise SystemFileError(f"{path}: expected a mapping at the top level")
 

@@ -147,6 +147,7 @@ class Trajectory:
         n_top = len(masses)
         traj = self.universe.trajectory
         indices = range(len(traj))[slice(start, stop, step)]
+        previous: tuple[int, float] | None = None  # (frame, step or time) of the last frame
         for i in indices:
             try:
                 with warnings.catch_warnings():
@@ -180,6 +181,15 @@ class Trajectory:
                 dims, box = None, None
             step_no = ts.data.get("step")
             step_no = None if step_no is None else int(step_no)
+            clock = step_no if step_no is not None else ts.time
+            if clock is not None and previous is not None and clock <= previous[1]:
+                raise TrajectoryError(
+                    f"{where}: {'timestep' if step_no is not None else 'time'} {clock} does not "
+                    f"increase (frame {previous[0]} had {previous[1]}): the file holds repeated or "
+                    "reordered frames (e.g. the same dump appended twice, or a restarted run "
+                    "writing over its own tail); keep each frame once")
+            if clock is not None:
+                previous = (i, clock)
             if self.dt_fs is not None and step_no is not None:
                 time_fs = step_no * self.dt_fs
             elif self.time_factor is not None and ts.time is not None:
@@ -215,6 +225,9 @@ def open_trajectory(topology: str | os.PathLike, trajectory: str | os.PathLike |
         if p is not None and not p.is_file():
             raise TrajectoryError(f"{p}: no such file")
     fmt = format or _guess_format(topology, trajectory)
+    for p in (topology, trajectory):
+        if p is not None and p.stat().st_size == 0:
+            raise TrajectoryError(f"{p}: empty file")
     if fmt == "extxyz":
         return _open_extxyz(trajectory or topology)
     if trajectory is None:
@@ -229,6 +242,7 @@ def open_trajectory(topology: str | os.PathLike, trajectory: str | os.PathLike |
         if unwrap:
             kwargs["unwrap_images"] = True
         u = _universe(topology, trajectory, **kwargs)
+        _warn_partial_dump_frames(trajectory, len(u.trajectory))
         ff, vf = _LAMMPS_DUMP_UNITS[dump_units]
         dt = _names_from_metadata(u, trajectory.parent / "metadata.json")
         # A dump stores steps, not times: the time is known only with the run's timestep.
@@ -252,6 +266,28 @@ def _guess_format(topology: Path, trajectory: Path | None) -> str:
     raise TrajectoryError(f"cannot tell the format of {topology}"
                           f"{' + ' + str(trajectory) if trajectory else ''} from the suffixes: "
                           f"pass format='lammps', 'gromacs' or 'extxyz'")
+
+
+def _warn_partial_dump_frames(path: Path, n_read: int) -> None:
+    """MDAnalysis silently skips a LAMMPS dump's last frame when it is cut mid-way (a killed
+    run): count the frame headers ourselves and say how many frames were dropped."""
+    headers = 0
+    with open(path, "rb") as fh:
+        carry = b""
+        while chunk := fh.read(1 << 24):
+            block = carry + chunk
+            headers += block.count(b"ITEM: TIMESTEP")
+            carry = block[-13:]  # a header split across chunks is counted once, in the next block
+            headers -= carry.count(b"ITEM: TIMESTEP")
+        headers += carry.count(b"ITEM: TIMESTEP")
+    if headers > n_read:
+        warnings.warn(f"{path}: {headers - n_read} frame(s) at the end are incomplete (the run "
+                      f"was cut while writing?) and were dropped; {n_read} frames used",
+                      TrajectoryWarning, stacklevel=3)
+
+
+class TrajectoryWarning(UserWarning):
+    """Frames of a trajectory were left out; the message says how many and why."""
 
 
 def _universe(topology: Path, trajectory: Path, **kwargs):

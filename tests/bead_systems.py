@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hipcg.lammps_data import write_lammps_data
-from hipcg.models.hipnn import HipnnConfig, HipnnEnergy, build_network, export_hipnn
+from hipcg.lammps.data_file import write_lammps_data
+from hipcg.export import export_model
+from hipcg.models.hipnn import HipnnConfig, HipnnEnergy, build_network
 
 
 @dataclass
@@ -46,7 +47,7 @@ def small_hipnn(tmp: Path, n_layers: int, dtype: str = "float64", network: str =
                          n_atom_layers=2)
     torch.manual_seed(seed)
     model = HipnnEnergy(build_network(config, 2))
-    path = export_hipnn(model, tmp / f"hipnn{n_layers}_{dtype}.pt", ["A", "B"], config, dtype=dtype,
+    path = export_model(model, tmp / f"hipnn{n_layers}_{dtype}.pt", ["A", "B"], config, dtype=dtype,
                         overwrite=True)
     return path, model, config
 

@@ -13,6 +13,6 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def plugin_path():
     """Path of an up-to-date hipcgplugin.so (built once if missing or stale)."""
-    from hipcg.plugin import build_plugin
+    from hipcg.lammps.plugin import build_plugin
 
     return build_plugin()

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from hipcg.data import CGDataset, load_dataset, save_dataset
-from hipcg.lammps_runner import read_dump, run_lammps
-from hipcg.selfcheck import CUTOFF, EPSILON, LATTICE, MASS, SIGMA
+from hipcg.lammps.dump import read_dump
+from hipcg.lammps.runner import run_lammps
+from hipcg.lammps.selfcheck import CUTOFF, EPSILON, LATTICE, MASS, SIGMA
 
 CELLS = 3  # fcc 3x3x3: 108 atoms, 17.4 Å box (half box > 8.5 Å cutoff)
 TEMPERATURE = 120.0
@@ -87,9 +88,9 @@ ORACLE_MODEL = {"network": "Hipnn", "n_features": 16, "n_sensitivities": 8, "dis
 
 
 def oracle_config(base: Path) -> dict:
-    return {"state_points": [{"label": "lj120", "path": str(lj_dataset(base, frames=100))},
-                             {"label": "lj120-b", "path": str(lj_dataset(base, seed=777, frames=20, name="lj_b")),
-                              "role": "heldout"}],
+    return {"state_points": [{"name": "lj120", "dataset": str(lj_dataset(base, frames=100)), "role": "train"},
+                             {"name": "lj120-b", "dataset": str(lj_dataset(base, seed=777, frames=20, name="lj_b")),
+                              "role": "test"}],
             "model": dict(ORACLE_MODEL),
             "optimizer": {"lr": 3e-3, "batch_size": 2, "max_epochs": 4, "plateau_patience": 2},
             "seed": 1, "out_dir": str(base / "oracle_run")}
@@ -104,5 +105,5 @@ def trained_run(base: Path):
     with _locked(out):
         if (out / REPORT).exists():
             return out
-        train(config, force=True, progress=False, log=lambda *a: None)
+        train(config, overwrite=True, progress=False, log=lambda *a: None)
     return out

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from hipcg.data import CGDataset, save_dataset
-from hipcg.lammps_runner import read_dump, run_lammps
-from hipcg.simulate import read_lammps_dump
+from hipcg.lammps.dump import read_dump, stack_positions
+from hipcg.lammps.runner import run_lammps
 
 EPSILON, SIGMA, CUTOFF, MASS = 0.238, 3.405, 8.5, 39.948  # argon, units real
 
@@ -48,7 +48,7 @@ run {steps}
 """
     run_lammps(script, workdir)
     frames = read_dump(workdir / "traj.dump")
-    _, boxes, positions, types = read_lammps_dump(workdir / "traj.dump")
+    _, boxes, positions = stack_positions(frames)
     forces = np.stack([np.stack([f["fx"], f["fy"], f["fz"]], 1) for f in frames])
     n = positions.shape[1]
     ds = CGDataset(positions=positions, forces=forces, boxes=boxes, bead_types=np.zeros(n, int),

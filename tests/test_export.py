@@ -17,8 +17,9 @@ from hipcg.cli import main  # noqa: E402
 from hipcg.data import load_dataset  # noqa: E402
 from hipcg.export import export_model, export_run  # noqa: E402
 from hipcg.graph import evaluate, periodic_graph  # noqa: E402
-from hipcg.lammps_data import write_lammps_data  # noqa: E402
-from hipcg.lammps_runner import read_dump, run_lammps  # noqa: E402
+from hipcg.lammps.data_file import write_lammps_data  # noqa: E402
+from hipcg.lammps.dump import read_dump  # noqa: E402
+from hipcg.lammps.runner import run_lammps  # noqa: E402
 from hipcg.modelfile import load_model  # noqa: E402
 from hipcg.models.cg import build_cg_model  # noqa: E402
 from hipcg.models.hipnn import HipnnConfig  # noqa: E402
@@ -114,8 +115,8 @@ def test_metadata(exported):
         assert meta.cutoff == lj_fluid.CUTOFF and meta.n_interaction_layers == 1
         assert meta.model == "hipnn:Hipnn+prior"
         info = meta.info
-        assert [sp["label"] for sp in info["trained_on"]] == ["lj120"]
-        assert [sp["label"] for sp in info["held_out"]] == ["lj120-b"]
+        assert [sp["name"] for sp in info["trained_on"]] == ["lj120"]
+        assert [sp["name"] for sp in info["held_out"]] == ["lj120-b"]
         assert set(info["versions"]) >= {"hipcg", "hippynn", "torch"}
         (pair,) = info["prior"]["pairs"]
         assert set(pair) == {"types", "t", "p", "s", "dr"}

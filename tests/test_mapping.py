@@ -327,7 +327,7 @@ run 100
 
 @pytest.fixture(scope="module")
 def methanol_run(tmp_path_factory):
-    from hipcg.lammps_runner import run_lammps
+    from hipcg.lammps.runner import run_lammps
 
     work = tmp_path_factory.mktemp("methanol")
     n_mol, L = write_methanol_data(work / "methanol.data")
@@ -345,7 +345,7 @@ def lammps_universe(work, names=True):
 
 
 def test_lammps_methanol_run(methanol_run):
-    from hipcg.lammps_runner import read_dump
+    from hipcg.lammps.dump import read_dump
 
     work, n_mol = methanol_run
     u = lammps_universe(work)

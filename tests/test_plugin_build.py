@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 
-from hipcg.plugin import PLUGIN_NAME, SOURCE_DIR, BuildInputs, build_plugin, plugin_path
+from hipcg.lammps.plugin import PLUGIN_NAME, SOURCE_DIR, BuildInputs, build_plugin, plugin_path
 
 
 def test_cache_key_follows_sources_torch_and_lammps(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bead_systems import bead_script, jittered_lattice
-from hipcg.lammps_runner import LammpsError, run_lammps
+from hipcg.lammps.runner import LammpsError, run_lammps
 from hipcg.models.lj import export_lennard_jones
 
 
@@ -27,7 +27,7 @@ def files(tmp_path_factory):
 
 
 def lammps_error(files, tmp_path, **kwargs) -> str:
-    from hipcg.plugin import build_plugin
+    from hipcg.lammps.plugin import build_plugin
 
     kwargs.setdefault("model", files["lj"])
     script = bead_script(build_plugin(), data=files["data"], **kwargs)
@@ -98,7 +98,7 @@ def test_cuda_requested_without_gpu(files, tmp_path):
 
 
 def test_plugin_errors_are_reported_on_two_ranks(files, tmp_path):
-    from hipcg.plugin import build_plugin
+    from hipcg.lammps.plugin import build_plugin
 
     script = bead_script(build_plugin(), model=files["lj"], data=files["data"], type_names="A Water")
     with pytest.raises(LammpsError) as err:

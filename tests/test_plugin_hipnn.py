@@ -7,7 +7,8 @@ import pytest
 
 from bead_systems import bead_script, jittered_lattice, small_hipnn
 from hipcg.graph import evaluate, periodic_graph
-from hipcg.lammps_runner import read_dump, run_lammps
+from hipcg.lammps.dump import read_dump
+from hipcg.lammps.runner import run_lammps
 from hipcg.modelfile import load_model
 
 NKTV2P = 68568.415  # LAMMPS units real: pressure [atm] = virial [kcal/mol] / V [Å^3] * NKTV2P

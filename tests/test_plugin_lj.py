@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hipcg.lammps_runner import read_dump, run_lammps
+from hipcg.lammps.dump import read_dump
+from hipcg.lammps.runner import run_lammps
 from hipcg.models.lj import export_lennard_jones
-from hipcg.selfcheck import LJSystem, check_plugin
+from hipcg.lammps.selfcheck import LJSystem, check_plugin
 
 
 @pytest.mark.parametrize("nprocs", [1, 2])
@@ -27,7 +28,7 @@ def test_lj_model_equals_lj_cut_over_nve_run(plugin_path, tmp_path, nprocs):
 
 def test_check_detects_a_wrong_model(plugin_path, tmp_path):
     """The oracle comparison can fail: a model 1% off in epsilon is caught."""
-    from hipcg import selfcheck
+    from hipcg.lammps import selfcheck
 
     system = LJSystem(cells=3, steps=5, dump_every=5)
     model = export_lennard_jones(tmp_path / "bad.pt", ["Ar"], [[selfcheck.EPSILON * 1.01]],
@@ -78,7 +79,7 @@ run 20
 
 def test_plugin_auto_loads_from_lammps_plugin_path(plugin_path, tmp_path):
     """LAMMPS_PLUGIN_PATH instead of `plugin load`: same result as lj/cut."""
-    from hipcg import selfcheck
+    from hipcg.lammps import selfcheck
 
     system = LJSystem(cells=3, steps=10, dump_every=10)
     model = export_lennard_jones(tmp_path / "lj.pt", ["Ar"], [[selfcheck.EPSILON]], [[selfcheck.SIGMA]],

@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hipcg.lammps_runner import read_dump
-from hipcg.reference import (ReferenceConfig, ReferenceError, make_plan, run_reference,
-                             truncate_dump)
+from hipcg.lammps.dump import read_dump, truncate_dump
+from hipcg.reference import ReferenceConfig, ReferenceError, make_plan, run_reference
 from hipcg.systems import AVOGADRO, SystemFileError, load_system
 
 REPO = Path(__file__).resolve().parent.parent

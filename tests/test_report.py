@@ -12,9 +12,10 @@ import pytest
 
 from hipcg.baseline import dataset_frames, fit_pair_forces, write_table
 from hipcg.data import load_dataset
-from hipcg.evaluate import EvaluationSettings, StatePoint, evaluate
+from hipcg.evaluate import EvaluationSettings, evaluate
 from hipcg.models.lj import export_lennard_jones
 from hipcg.report import SECTIONS, write_report
+from hipcg.statepoint import StatePoint
 
 from lj_reference import METHANOL, lj_dataset
 
@@ -35,7 +36,7 @@ def evaluation(tmp_path_factory, plugin_path):
     settings = EvaluationSettings(steps=400, npt_steps=200, timestep=4.0, dump_every=25,
                                   thermo_every=25, max_static_frames=5)
     result = evaluate({"hipcg": model, "baseline": baseline},
-                      [StatePoint("T280", str(train), True), StatePoint("T320", str(test), False)],
+                      [StatePoint("T280", role="train", dataset=train), StatePoint("T320", role="test", dataset=test)],
                       settings, root / "eval", progress=False)
     return root, result
 

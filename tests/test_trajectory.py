@@ -8,7 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from hipcg.lammps_runner import read_dump, run_lammps
+from hipcg.lammps.dump import read_dump
+from hipcg.lammps.runner import run_lammps
 from hipcg.systems import load_system
 from hipcg.trajectory import KJ_PER_KCAL, TrajectoryError, open_trajectory
 

@@ -6,16 +6,25 @@ import argparse
 import time
 from pathlib import Path
 
+from . import add_overwrite_flag
+
 from ..errors import InputError
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..baseline import dataset_frames, fit_pair_forces, write_table
+    from ..baseline import BaselineConfig, dataset_frames, fit_pair_forces, write_table
+    from ..config import from_args
     from ..data import load_dataset
 
     t0 = time.perf_counter()
-    datasets = [load_dataset(p) for p in args.data]
+    settings = from_args(BaselineConfig, {"dr": args.dr, "ridge": args.ridge, "points": args.points},
+                         "baseline")
+    if args.max_frames < 0:
+        raise InputError(f"baseline --max-frames: must be >= 0 (got {args.max_frames})")
     cutoff = args.cutoff
+    if cutoff is not None and not cutoff > 0:
+        raise InputError(f"baseline --cutoff: must be > 0 (got {cutoff})")
+    datasets = [load_dataset(p) for p in args.data]
     if cutoff is None:
         if args.model is None:
             raise InputError("give --cutoff or --model (whose cutoff the baseline then uses)")
@@ -31,8 +40,8 @@ def _run(args: argparse.Namespace) -> int:
             stride = max(1, d.n_frames // args.max_frames) if args.max_frames else 1
             yield from dataset_frames(d, range(0, d.n_frames, stride))
 
-    table = fit_pair_forces(frames(), names, cutoff, dr=args.dr, ridge=args.ridge, progress=True)
-    out = write_table(table, args.out, n_points=args.points, overwrite=args.force,
+    table = fit_pair_forces(frames(), names, cutoff, dr=settings.dr, ridge=settings.ridge, progress=True)
+    out = write_table(table, args.out, n_points=settings.points, overwrite=args.overwrite,
                       info={"datasets": [str(p) for p in args.data], "dr": args.dr, "ridge": args.ridge})
     print(f"baseline: {len(table.pairs)} pair table(s), cutoff {cutoff} Å -> {out} "
           f"(+ {out.with_suffix('.table').name}) in {time.perf_counter() - t0:.1f} s")
@@ -50,5 +59,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--points", type=int, default=2000, help="table points")
     p.add_argument("--max-frames", dest="max_frames", type=int, default=0,
                    help="use at most about this many frames per dataset (0: all)")
-    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    add_overwrite_flag(p, "existing table files")
     p.set_defaults(func=_run)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import add_overwrite_flag
+
 
 def _export(args: argparse.Namespace) -> int:
     from ..export import export_run
     from ..modelfile import read_metadata
 
-    path = export_run(args.run_dir, args.output, dtype=args.dtype, overwrite=args.force)
+    path = export_run(args.run_dir, args.output, dtype=args.dtype, overwrite=args.overwrite)
     meta = read_metadata(path)
     print(f"{path}: {meta.model}, types {' '.join(meta.type_names)}, cutoff {meta.cutoff} Å, "
           f"{meta.n_interaction_layers} interaction layer(s), {meta.dtype}")
@@ -23,5 +25,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", type=Path, help="out_dir of `hipcg train`")
     p.add_argument("-o", "--output", type=Path, required=True, help="model file to write")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float64")
-    p.add_argument("--force", action="store_true", help="replace an existing model file")
+    add_overwrite_flag(p, "an existing model file")
     p.set_defaults(func=_export)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import OutputExistsError
+from . import add_overwrite_flag
 
 
 # MDAnalysis format names accepted for --format, for users who know them
@@ -21,11 +22,14 @@ def _format_name(value: str) -> str:
 
 
 def _map(args: argparse.Namespace) -> int:
-    from ..mapping import load_mapping, write_dataset
+    from ..config import from_args
+    from ..mapping import MapSettings, load_mapping, write_dataset
     from ..trajectory import open_trajectory
 
-    if args.out.exists() and not args.force:
-        raise OutputExistsError(f"{args.out} exists; not overwriting it without --force")
+    settings = from_args(MapSettings, {"mapping": args.mapping, "start": args.start,
+                                       "stop": args.stop, "stride": args.stride}, "map")
+    if args.out.exists() and not args.overwrite:
+        raise OutputExistsError(f"{args.out} exists; not overwriting it without --overwrite")
     mapping = load_mapping(args.mapping)
     # one opener for the CLI and the pipeline: it knows each format's units
     trajectory = open_trajectory(args.topology or args.trajectory,
@@ -34,11 +38,11 @@ def _map(args: argparse.Namespace) -> int:
                                  atom_style=args.atom_style)
     state = {"temperature": args.temperature, "pressure": args.pressure}
     summary = write_dataset(
-        trajectory, mapping, args.out, start=args.start, stop=args.stop, step=args.stride,
+        trajectory, mapping, args.out, start=settings.start, stop=settings.stop, step=settings.stride,
         velocities=False if args.no_velocities else None,
         metadata={"state_point": {k: v for k, v in state.items() if v is not None},
                   "topology": str(args.topology) if args.topology else None},
-        overwrite=args.force, progress=not args.quiet, source=str(args.trajectory),
+        overwrite=args.overwrite, progress=not args.quiet, source=str(args.trajectory),
         dtype="float32" if args.float32 else "float64")
     print(f"{summary['path']}: {summary['frames']} frames, {summary['beads']} beads, "
           f"mean |F| {summary['mean_abs_force']:.3f} kcal/(mol Å), "
@@ -71,6 +75,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-velocities", action="store_true", help="do not store bead velocities")
     p.add_argument("--float32", action="store_true",
                    help="store positions/forces/velocities as float32 (half the size)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    add_overwrite_flag(p, "an existing output file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_map)

@@ -13,7 +13,8 @@ def _run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     pipeline = load_pipeline(args.file)
-    outcome = run_pipeline(pipeline, from_stage=args.from_stage, only=args.only)
+    outcome = run_pipeline(pipeline, from_stage=args.from_stage, only=args.only,
+                           overwrite=args.overwrite)
     ran = [s for s, o in outcome.items() if o == "ran"]
     print(f"pipeline {args.file}: {len(ran)} stage(s) ran ({', '.join(ran) or 'none'}), "
           f"{len(outcome) - len(ran)} up to date, {time.perf_counter() - start:.0f} s; "
@@ -45,6 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="re-run this stage and everything after it")
     run.add_argument("--only", default=None, metavar="STAGE",
                      help="run only this stage (its upstream must be up to date)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="write into an out: folder that holds another study's outputs")
     run.set_defaults(func=_run)
     status = actions.add_parser("status", help="show which stages are done, stale or pending")
     status.add_argument("file", type=Path)

@@ -6,17 +6,19 @@ import argparse
 import time
 from pathlib import Path
 
+from . import _DeprecatedFlag
+
 
 def _build_plugin(args: argparse.Namespace) -> int:
-    from ..plugin import build_plugin
+    from ..lammps.plugin import build_plugin
 
-    print(build_plugin(force=args.force, jobs=args.jobs, verbose=True))
+    print(build_plugin(force=args.rebuild, jobs=args.jobs, verbose=True))
     return 0
 
 
 def _check_plugin(args: argparse.Namespace) -> int:
-    from ..plugin import build_plugin
-    from ..selfcheck import LJSystem, check_plugin
+    from ..lammps.plugin import build_plugin
+    from ..lammps.selfcheck import LJSystem, check_plugin
 
     start = time.perf_counter()
     plugin = build_plugin(verbose=True)
@@ -39,7 +41,8 @@ def _check_plugin(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build-plugin", help="build hipcgplugin.so (if missing or stale) and print its path")
-    p.add_argument("--force", action="store_true", help="rebuild even if an up-to-date build exists")
+    p.add_argument("--rebuild", action="store_true", help="rebuild even if an up-to-date build exists")
+    p.add_argument("--force", action=_DeprecatedFlag, dest="rebuild", new="--rebuild", default=False)
     p.add_argument("--jobs", "-j", type=int, default=None, help="parallel compile jobs")
     p.set_defaults(func=_build_plugin)
 

@@ -6,6 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
+from . import add_overwrite_flag
+
 
 def _reference(args: argparse.Namespace) -> int:
     from ..reference import ReferenceConfig, exit_on_sigterm, run_reference
@@ -16,7 +18,7 @@ def _reference(args: argparse.Namespace) -> int:
         production_ps=args.production_ps, every_fs=args.every_fs, timestep_fs=args.timestep_fs,
         cutoff=args.cutoff, kspace_accuracy=args.kspace_accuracy, seed=args.seed,
         restart_every_ps=args.restart_every_ps, compress_ps=args.compress_ps,
-        settle_ps=args.settle_ps, nprocs=args.np, threads=args.threads, force=args.force,
+        settle_ps=args.settle_ps, nprocs=args.np, threads=args.threads, force=args.overwrite,
         progress=not args.no_progress)
     exit_on_sigterm()
     start = time.perf_counter()
@@ -60,6 +62,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--np", type=int, default=1, help="MPI ranks (mpirun -np N)")
     p.add_argument("--threads", type=int, default=1, help="OpenMP threads per rank (OPENMP package)")
     p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--force", action="store_true", help="overwrite existing state points")
+    add_overwrite_flag(p, "existing state points")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_reference)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import add_overwrite_flag
+
 
 def _run(args: argparse.Namespace) -> int:
     from ..report import rows, write_report
 
-    paths = write_report(args.evaluation, args.out, force=args.force)
+    paths = write_report(args.evaluation, args.out, overwrite=args.overwrite)
     import json
 
     n = len(rows(json.loads(Path(args.evaluation).read_text())))
@@ -22,5 +24,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="transferability report from hipcg evaluate's JSON")
     p.add_argument("evaluation", type=Path, help="evaluation.json written by hipcg evaluate")
     p.add_argument("--out", type=Path, default=Path("report"), help="output directory")
-    p.add_argument("--force", action="store_true", help="overwrite an existing report")
+    add_overwrite_flag(p, "an existing report")
     p.set_defaults(func=_run)

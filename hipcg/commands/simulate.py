@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import add_overwrite_flag
+
 from ..errors import InputError
 
 # CLI flag -> SimulationConfig field (None: not given, keep the config file's / default value)
@@ -15,13 +17,13 @@ _FLAGS = {"ensemble": str, "thermostat": str, "temperature": float, "pressure": 
 
 
 def _config(args):
-    import yaml
+    from ..config import load_yaml
 
     from ..simulate import SimulationConfig
 
     data = {}
     if args.config:
-        data = yaml.safe_load(Path(args.config).read_text()) or {}
+        data = load_yaml(args.config, what="simulation config") or {}
     for name in _FLAGS:
         value = getattr(args, name)
         if value is not None:
@@ -57,12 +59,12 @@ def _run(args: argparse.Namespace) -> int:
     config = _config(args)
     start = _start(args, config)
     if args.write_only:
-        path = write_inputs(config, start, args.out, force=args.force)
+        path = write_inputs(config, start, args.out, force=args.overwrite)
         print(f"wrote {path} and {path.parent / 'data.lammps'}; run with: cd {path.parent} && lmp -in {path.name}")
         return 0
     print(f"{config.ensemble.upper()} {config.steps} steps of {len(start.positions)} beads at "
           f"{config.temperature} K with {config.model} ...", flush=True)
-    res = run_simulation(config, start, args.out, force=args.force, read=True)
+    res = run_simulation(config, start, args.out, force=args.overwrite, read=True)
     th = res.trajectory.thermo
     t = th.get("Temp")
     p = th.get("Press")
@@ -107,5 +109,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     par.add_argument("--threads", type=int, help="threads per rank")
     par.add_argument("--device", choices=["cpu", "cuda"])
     p.add_argument("--write-only", action="store_true", help="write the inputs, do not run")
-    p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
+    add_overwrite_flag(p, "an existing run folder")
     p.set_defaults(func=_run)

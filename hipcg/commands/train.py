@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import add_overwrite_flag
+
 
 def _train(args: argparse.Namespace) -> int:
     from ..train import TrainConfig, train
@@ -14,7 +16,7 @@ def _train(args: argparse.Namespace) -> int:
         config.out_dir = str(args.out_dir)
     if args.device is not None:
         config.device = args.device
-    train(config, resume=args.resume, force=args.force, progress=not args.quiet)
+    train(config, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     return 0
 
 
@@ -24,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", type=Path, default=None, help="override the config's out_dir")
     p.add_argument("--device", default=None, help="override the config's device (auto, cpu, cuda)")
     p.add_argument("--resume", action="store_true", help="continue from out_dir/checkpoint.pt")
-    p.add_argument("--force", action="store_true", help="start over in a non-empty out_dir")
+    add_overwrite_flag(p, "a non-empty out_dir (start over)")
     p.add_argument("--section", default="train", help="config section name in a pipeline YAML")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(func=_train)

@@ -1,7 +1,7 @@
 """HIP-NN / HIP-NN-TS networks from hippynn, wrapped in the model-file contract.
 
 hippynn modules cannot be scripted (``forward(self, *input)``), so models are exported with
-``torch.jit.trace`` of :class:`HipnnEnergy`; the trace generalises to other bead and pair
+``torch.jit.trace`` of :class:`HipnnEnergy` (by :func:`hipcg.export.export_model`); the trace generalises to other bead and pair
 counts because nothing in it branches on sizes.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Literal
 
 # hippynn picks its message-passing kernels at import time.  Without triton/numba/cupy its
 # default is a torch.compile'd kernel that costs ~30 s on the first call and cannot be traced;
@@ -27,7 +27,7 @@ with warnings.catch_warnings():
     from hippynn.layers.targets import HEnergy  # noqa: E402
     from hippynn.networks.hipnn import Hipnn, HipnnQuad, HipnnVec  # noqa: E402
 
-from ..modelfile import ModelMetadata, save_model  # noqa: E402
+from ..config import Positive, PositiveInt, check_fields
 from ..errors import ConfigError
 
 NETWORKS = {"Hipnn": Hipnn, "HipnnVec": HipnnVec, "HipnnQuad": HipnnQuad}
@@ -37,18 +37,17 @@ NETWORKS = {"Hipnn": Hipnn, "HipnnVec": HipnnVec, "HipnnQuad": HipnnQuad}
 class HipnnConfig:
     """Network hyper-parameters; defaults are the published one-bead methanol model."""
 
-    network: str = "HipnnQuad"
-    n_features: int = 128
-    n_sensitivities: int = 20
-    dist_soft_min: float = 2.0
-    dist_soft_max: float = 13.0
-    cutoff: float = 15.0
-    n_interaction_layers: int = 1
-    n_atom_layers: int = 3
+    network: Literal["Hipnn", "HipnnQuad", "HipnnVec"] = "HipnnQuad"  # l = 0, 2, 1
+    n_features: PositiveInt = 128
+    n_sensitivities: PositiveInt = 20
+    dist_soft_min: Positive = 2.0
+    dist_soft_max: Positive = 13.0
+    cutoff: Positive = 15.0
+    n_interaction_layers: PositiveInt = 1
+    n_atom_layers: PositiveInt = 3
 
     def __post_init__(self) -> None:
-        if self.network not in NETWORKS:
-            raise ConfigError(f"network {self.network!r}: allowed values are {sorted(NETWORKS)}")
+        check_fields(self, "model")
         if not 0 < self.dist_soft_min < self.dist_soft_max < self.cutoff:
             raise ConfigError("need 0 < dist_soft_min < dist_soft_max < cutoff, got "
                              f"{self.dist_soft_min}, {self.dist_soft_max}, {self.cutoff}")
@@ -97,24 +96,3 @@ def example_inputs(n_types: int, cutoff: float, dtype: torch.dtype, n_beads: int
     vec = pos[j] - pos[i]
     keep = (i != j) & (torch.linalg.vector_norm(vec, dim=2) < cutoff)
     return species, i[keep], j[keep], vec[keep].to(dtype)
-
-
-def trace(model: HipnnEnergy, cutoff: float, dtype: torch.dtype) -> torch.jit.ScriptModule:
-    model = model.to(dtype).eval()
-    inputs = example_inputs(model.n_types, cutoff, dtype)
-    with torch.no_grad():
-        traced = torch.jit.trace(model, inputs, check_trace=False)
-    return traced
-
-
-def export_hipnn(model: HipnnEnergy, path: str | Path, type_names: list[str], config: HipnnConfig,
-                 dtype: str = "float64", info: dict | None = None, overwrite: bool = False) -> Path:
-    """Trace ``model`` and write it with its metadata for ``pair_style hipcg``."""
-    if len(type_names) != model.n_types:
-        raise ConfigError(f"{len(type_names)} type names for a model with {model.n_types} types")
-    metadata = ModelMetadata(type_names=list(type_names), cutoff=config.cutoff,
-                             n_interaction_layers=config.n_interaction_layers, dtype=dtype,
-                             model=f"hipnn:{config.network}",
-                             info={"hyperparameters": config.__dict__, **(info or {})})
-    traced = trace(model, config.cutoff, metadata.torch_dtype)
-    return save_model(traced, path, metadata, overwrite=overwrite)

@@ -56,13 +56,12 @@ class PairHipcg : public Pair {
   std::vector<double> pair_vec_;                               // x_second - x_first, float64
   std::vector<int> hop_;          // per atom: hops from the nearest local bead, -1 if unreached
   std::vector<int> atom_node_;    // per atom: graph node, -1 if represented by its species node
-  std::vector<int> frontier_;
+  std::vector<int> frontier_;     // atoms whose pairs enter the graph, in breadth-first order
   // HIPCG_PROFILE=1: time spent per part of compute(), printed when the pair style is deleted
   bool profile_ = false;
   long profiled_calls_ = 0;
   double profiled_pairs_ = 0.0;
   double time_graph_ = 0.0, time_forward_ = 0.0, time_backward_ = 0.0, time_scatter_ = 0.0;
-  std::vector<int> frontier_unused_;     // atoms whose pairs enter the graph, in breadth-first order
 };
 
 }    // namespace LAMMPS_NS

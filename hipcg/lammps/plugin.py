@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -21,11 +20,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import lammps_env
-from .errors import RunError
+from . import env as lammps_env
+from ..atomic import atomic_path, write_json_atomic
+from ..errors import RunError
 
 PLUGIN_NAME = "hipcgplugin.so"
-SOURCE_DIR = Path(__file__).resolve().parent.parent / "lammps_plugin"
+SOURCE_DIR = Path(__file__).resolve().parents[2] / "lammps_plugin"
 
 
 class PluginBuildError(RunError):
@@ -145,13 +145,11 @@ def build_plugin(force: bool = False, jobs: int | None = None, verbose: bool = F
             built = build_dir / PLUGIN_NAME
             if not built.exists():
                 raise PluginBuildError(f"cmake finished but {built} is missing; log {log}")
-            # atomic: a concurrent reader sees either no plugin or the whole file
-            tmp_target = target.with_suffix(".so.tmp")
-            shutil.copy2(built, tmp_target)
-            os.replace(tmp_target, target)
-        (target.parent / "build-info.json").write_text(json.dumps(
-            {k: str(v) for k, v in inputs.__dict__.items()} | {"key": inputs.key(),
-             "seconds": round(time.perf_counter() - start, 1)}, indent=2))
+            with atomic_path(target) as tmp_target:  # readers see no plugin or the whole file
+                shutil.copy2(built, tmp_target)
+        write_json_atomic(target.parent / "build-info.json",
+                          {k: str(v) for k, v in inputs.__dict__.items()}
+                          | {"key": inputs.key(), "seconds": round(time.perf_counter() - start, 1)})
         if verbose:
             print(f"built {target} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     return target

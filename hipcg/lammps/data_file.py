@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import UNITS
-from .atomic import write_text_atomic
+from .. import UNITS
+from ..atomic import write_text_atomic
 
 
 def lammps_box(cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .lammps_runner import read_dump, run_lammps
-from .models.lj import export_lennard_jones
+from ..models.lj import export_lennard_jones
+from .dump import read_dump
 from .plugin import build_plugin
+from .runner import run_lammps
 
 # argon, units real
 EPSILON = 0.238  # kcal/mol

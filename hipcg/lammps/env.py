@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .errors import RunError
+from ..errors import RunError
 
 
 class LammpsSetupError(RunError):
