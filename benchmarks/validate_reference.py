@@ -28,19 +28,23 @@ from hipcg.systems import load_system
 
 
 def rdf_oo(topology: Path, dump: Path, oxygen_type: int, r_max: float = 8.0, dr: float = 0.02):
-    """O-O g(r) over all production frames (MDAnalysis InterRDF), and its smoothed first maximum."""
-    from MDAnalysis.analysis.rdf import InterRDF
-
+    """O-O g(r) over all production frames (hipcg.analysis.rdf, the package's one RDF), and
+    its smoothed first maximum."""
+    from hipcg.analysis import rdf
     from hipcg.trajectory import open_trajectory
 
-    u = open_trajectory(topology, dump).universe
-    oxygens = u.select_atoms(f"type {oxygen_type}")
-    calc = InterRDF(oxygens, oxygens, nbins=int(round(r_max / dr)), range=(0.0, r_max),
-                    exclusion_block=(1, 1)).run()   # (1, 1): no atom paired with itself
-    r, g = calc.results.bins, calc.results.rdf
+    traj = open_trajectory(topology, dump)
+    oxygens = np.flatnonzero(np.asarray(traj.universe.atoms.types).astype(str) == str(oxygen_type))
+    positions, boxes = [], []
+    for frame in traj.frames():
+        positions.append(frame.positions[oxygens])
+        boxes.append(frame.box)
+    g_oo = rdf(np.asarray(positions), np.asarray(boxes), np.zeros(len(oxygens), dtype=int), 0, 0,
+               r_max, bin_width=dr)  # every O-O pair i != j (one oxygen per molecule)
+    r, g = g_oo.r, g_oo.g
     smooth = np.convolve(g, np.ones(5) / 5, mode="same")   # 0.1 Å window against bin noise
     k = int(np.argmax(smooth))
-    return r, g, float(r[k]), float(smooth[k]), calc.n_frames
+    return r, g, float(r[k]), float(smooth[k]), len(positions)
 
 
 def block_error(values: np.ndarray, n_blocks: int = 5) -> float:

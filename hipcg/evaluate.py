@@ -189,7 +189,7 @@ def dynamic_metrics(model: Path, dataset, state: dict, reference: dict, r_max: f
     start = StartStructure.from_dataset(dataset, -1)
     out: dict = {"nvt": None, "npt": None}
     cfg = simulation_config(model, settings, state, "nvt")
-    res, blew_up = run_or_blowup(cfg, start, workdir / "nvt", force=overwrite, timeout=settings.timeout,
+    res, blew_up = run_or_blowup(cfg, start, workdir / "nvt", overwrite=overwrite, timeout=settings.timeout,
                                  reuse=reuse)
     if blew_up:
         out["nvt"] = {"blew_up": blew_up, "rdf_error": float("nan")}
@@ -215,7 +215,7 @@ def dynamic_metrics(model: Path, dataset, state: dict, reference: dict, r_max: f
         }
     if settings.npt_steps > 0 and state["pressure"] is not None:
         cfg = simulation_config(model, settings, state, "npt")
-        res, blew_up = run_or_blowup(cfg, start, workdir / "npt", force=overwrite,
+        res, blew_up = run_or_blowup(cfg, start, workdir / "npt", overwrite=overwrite,
                                      timeout=settings.timeout, reuse=reuse)
         if blew_up:
             out["npt"] = {"blew_up": blew_up, "density": float("nan")}

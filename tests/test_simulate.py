@@ -71,3 +71,23 @@ def test_blowup_detector_fires_inside_lammps(lj_model, tmp_path):
         run_simulation(config(lj_model, timestep=100.0, minimize_steps=0), fresh_box(108, ["Ar"], [MASS], 1.6),
                        tmp_path / "hot")
     assert err.value.step < 200 and ("temperature" in err.value.reason or "LAMMPS" in err.value.reason)
+
+
+def test_a_failed_run_can_be_retried_a_finished_one_is_kept(lj_model, tmp_path):
+    """A run that blew up (or that LAMMPS stopped) leaves only hipcg's own files: the retry
+    replaces them without --overwrite.  A finished run, or a folder with other files, is kept."""
+    start = fresh_box(108, ["Ar"], [MASS], 1.35, seed=3)
+    bad = fresh_box(108, ["Ar"], [MASS], 1.35, seed=3)
+    bad.positions[5] = bad.positions[17] + [0.4, 0.0, 0.0]
+    with pytest.raises(BlowUpError):
+        run_simulation(config(lj_model), bad, tmp_path / "run")
+    res = run_simulation(config(lj_model), start, tmp_path / "run")  # the retry: no flag needed
+    assert res.trajectory.positions.shape == (11, 108, 3)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        run_simulation(config(lj_model), start, tmp_path / "run")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("user file")
+    (tmp_path / "mine" / "log.lammps").write_text("")
+    with pytest.raises(FileExistsError):
+        write_inputs(config(lj_model), start, tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "user file"

@@ -12,7 +12,7 @@ from . import _DeprecatedFlag
 def _build_plugin(args: argparse.Namespace) -> int:
     from ..lammps.plugin import build_plugin
 
-    print(build_plugin(force=args.rebuild, jobs=args.jobs, verbose=True))
+    print(build_plugin(rebuild=args.rebuild, jobs=args.jobs, verbose=True))
     return 0
 
 

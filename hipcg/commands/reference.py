@@ -18,7 +18,7 @@ def _reference(args: argparse.Namespace) -> int:
         production_ps=args.production_ps, every_fs=args.every_fs, timestep_fs=args.timestep_fs,
         cutoff=args.cutoff, kspace_accuracy=args.kspace_accuracy, seed=args.seed,
         restart_every_ps=args.restart_every_ps, compress_ps=args.compress_ps,
-        settle_ps=args.settle_ps, nprocs=args.np, threads=args.threads, force=args.overwrite,
+        settle_ps=args.settle_ps, nprocs=args.np, threads=args.threads, overwrite=args.overwrite,
         progress=not args.no_progress)
     exit_on_sigterm()
     start = time.perf_counter()

@@ -59,12 +59,12 @@ def _run(args: argparse.Namespace) -> int:
     config = _config(args)
     start = _start(args, config)
     if args.write_only:
-        path = write_inputs(config, start, args.out, force=args.overwrite)
+        path = write_inputs(config, start, args.out, overwrite=args.overwrite)
         print(f"wrote {path} and {path.parent / 'data.lammps'}; run with: cd {path.parent} && lmp -in {path.name}")
         return 0
     print(f"{config.ensemble.upper()} {config.steps} steps of {len(start.positions)} beads at "
           f"{config.temperature} K with {config.model} ...", flush=True)
-    res = run_simulation(config, start, args.out, force=args.overwrite, read=True)
+    res = run_simulation(config, start, args.out, overwrite=args.overwrite, read=True)
     th = res.trajectory.thermo
     t = th.get("Temp")
     p = th.get("Press")

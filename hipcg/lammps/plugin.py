@@ -113,14 +113,14 @@ def _run(cmd: list[str], log: Path, cwd: Path) -> None:
         raise PluginBuildError(f"plugin build failed ({' '.join(cmd[:2])} ...); log {log}:\n{tail}")
 
 
-def build_plugin(force: bool = False, jobs: int | None = None, verbose: bool = False) -> Path:
+def build_plugin(rebuild: bool = False, jobs: int | None = None, verbose: bool = False) -> Path:
     """Return the path of an up-to-date ``hipcgplugin.so``, building it if needed."""
     inputs = BuildInputs.detect()
     target = plugin_path(inputs)
-    if target.exists() and not force:
+    if target.exists() and not rebuild:
         return target
     with _lock(target.parent.with_suffix(".lock")):
-        if target.exists() and not force:  # another process built it while we waited
+        if target.exists() and not rebuild:  # another process built it while we waited
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
