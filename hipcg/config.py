@@ -228,7 +228,7 @@ def from_dict(cls, data: dict | None, path: str, rules: Rules | None = None):
     if hasattr(cls, "upgrade_config"):  # old spellings of this section, renamed with a warning
         data = cls.upgrade_config(data, path)
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping with keys "
+        raise ConfigError(f"{path + ': ' if path else ''}expected a mapping with keys "
                           + ", ".join(f.name for f in dataclasses.fields(cls)) + f", got {data!r}")
     hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
@@ -293,3 +293,12 @@ def from_args(cls, values: dict, command: str):
         key, sep, rest = str(err).partition(": ")
         flag = "--" + key.split(".")[0].split("[")[0].replace("_", "-")
         raise ConfigError(f"{command} {flag}: {rest}" if sep else f"{command}: {err}") from None
+
+
+def from_yaml_file(cls, path: str | Path, what: str):
+    """Dataclass ``cls`` from a whole YAML file; every error starts with the file's name."""
+    data = load_yaml(path, what=what)
+    try:
+        return from_dict(cls, data, "")
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None

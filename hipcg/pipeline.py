@@ -23,7 +23,7 @@ from typing import Any, Callable
 import yaml
 
 from . import __version__
-from .atomic import write_json_atomic
+from .atomic import write_json_atomic, write_text_atomic
 from .errors import ConfigError, HipcgError, RunError
 
 STAGES = ("reference", "map", "train", "export", "simulate", "evaluate", "report")
@@ -198,7 +198,7 @@ def run_pipeline(pipeline: Pipeline, from_stage: str | None = None, only: str | 
         started = directory / "config.yaml"
         resuming = (not up_to_date and started.exists()
                     and (yaml.safe_load(started.read_text()) or {}).get("key") == keys[stage.name])
-        started.write_text(yaml.safe_dump(
+        write_text_atomic(started, yaml.safe_dump(
             {stage.name: pipeline.section(stage.name), "pipeline": str(pipeline.path),
              "key": keys[stage.name]}, sort_keys=False))
         log(f"[{stage.name}] {'resuming' if resuming else 'running'} in {directory}")

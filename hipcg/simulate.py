@@ -111,6 +111,9 @@ class StartStructure:
 
     @classmethod
     def from_dataset(cls, dataset, frame: int = -1) -> "StartStructure":
+        if not -dataset.n_frames <= frame < dataset.n_frames:
+            raise DataError(f"start frame {frame} does not exist: the dataset has {dataset.n_frames} "
+                            f"frames (0..{dataset.n_frames - 1}, or -1 for the last)")
         v = dataset.velocities[frame] if dataset.velocities is not None else None
         return cls(np.asarray(dataset.positions[frame], dtype=np.float64), dataset.bead_types,
                    list(dataset.type_names), dataset.masses, dataset.boxes[frame],

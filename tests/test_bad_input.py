@@ -227,9 +227,18 @@ def test_empty_dump_is_named_as_empty(tmp_path, capsys):
      "map --stride: must be >= 1 (got 0)"),
     (["simulate", "--model", "m.pt", "--beads", "10", "--density", "0.5", "--types", "A",
       "--masses", "1", "--out", "{tmp}/s", "--timestep", "-2"], "simulate.timestep: must be > 0"),
+    (["simulate", "--model", "m.pt", "--beads", "-5", "--density", "0.5", "--types", "A",
+      "--masses", "1", "--out", "{tmp}/s"], "simulate --beads: must be > 0 (got -5)"),
+    (["simulate", "--config", "{tmp}/list.yaml", "--model", "m.pt", "--beads", "5", "--density", "1",
+      "--types", "A", "--masses", "1", "--out", "{tmp}/s"], "list.yaml: expected a mapping"),
+    (["simulate", "--model", "{tmp}/garbage.pt", "--beads", "5", "--density", "0.01", "--types", "A",
+      "--masses", "1", "--out", "{tmp}/s"], "garbage.pt is not a readable TorchScript model"),
+    (["evaluate", "--config", "{tmp}/list.yaml"], "list.yaml"),
     (["train", "{tmp}/nope.yaml"], "nope.yaml"),
 ])
 def test_command_errors_are_one_line(tmp_path, capsys, argv, message):
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    (tmp_path / "garbage.pt").write_text("not a model")
     code, err = run(capsys, *[a.format(tmp=tmp_path) for a in argv])
     assert code == USER_ERROR, err
     assert err.startswith(f"hipcg {argv[0]}") and message in err, err

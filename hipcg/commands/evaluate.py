@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import add_overwrite_flag
 
 from ..errors import InputError
+from ..statepoint import StatePoint
 
 
 def _parse_models(items: list[str]) -> dict[str, str]:
@@ -20,17 +22,29 @@ def _parse_models(items: list[str]) -> dict[str, str]:
     return models
 
 
-def _run(args: argparse.Namespace) -> int:
-    from ..config import load_yaml, slug
-    from ..evaluate import EvaluationSettings, evaluate, summary_line
-    from ..statepoint import StatePoint, state_points_from
+@dataclass
+class _ConfigFile:
+    """``hipcg evaluate --config FILE``: models, state points and EvaluationSettings keys."""
 
-    cfg = (load_yaml(args.config, what="evaluation config") or {}) if args.config else {}
-    models = _parse_models(args.model or []) or dict(cfg.get("models", {}))
-    points = state_points_from(cfg["state_points"], need_train=False) if cfg.get("state_points") else []
+    models: dict[str, Path] = field(default_factory=dict)  # display label -> model file
+    state_points: list[StatePoint] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..config import from_yaml_file, slug
+    from ..evaluate import EvaluationSettings, evaluate, summary_line
+    from ..statepoint import check_state_points
+
+    cfg = _ConfigFile()
+    if args.config:
+        cfg = from_yaml_file(_ConfigFile, args.config, "evaluation config")
+        check_state_points(cfg.state_points, "state_points", need_train=False)
+    models = _parse_models(args.model or []) or {k: str(v) for k, v in cfg.models.items()}
+    points = list(cfg.state_points)
     points += [StatePoint(slug(Path(p).stem), role="train", dataset=Path(p)) for p in args.train or []]
     points += [StatePoint(slug(Path(p).stem), role="test", dataset=Path(p)) for p in args.test or []]
-    settings = dict(cfg.get("settings", {}))
+    settings = dict(cfg.settings)
     for key in ("steps", "npt_steps", "timestep", "nprocs", "threads", "dump_every"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)

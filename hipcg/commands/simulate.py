@@ -7,7 +7,7 @@ from pathlib import Path
 
 from . import add_overwrite_flag
 
-from ..errors import InputError
+from ..errors import DataError, InputError
 
 # CLI flag -> SimulationConfig field (None: not given, keep the config file's / default value)
 _FLAGS = {"ensemble": str, "thermostat": str, "temperature": float, "pressure": float,
@@ -24,6 +24,9 @@ def _config(args):
     data = {}
     if args.config:
         data = load_yaml(args.config, what="simulation config") or {}
+        if not isinstance(data, dict):
+            raise InputError(f"{args.config}: expected a mapping of SimulationConfig keys "
+                             "(temperature, steps, ...)")
     for name in _FLAGS:
         value = getattr(args, name)
         if value is not None:
@@ -45,11 +48,18 @@ def _start(args, config):
             t = (ds.metadata.get("state_point") or {}).get("temperature")
             if t:
                 config.temperature = float(t)
-        return StartStructure.from_dataset(ds, args.frame)
+        try:
+            return StartStructure.from_dataset(ds, args.frame)
+        except DataError as err:
+            raise DataError(f"{args.data}: --frame: {err}") from None
     if not (args.beads and args.density and args.types and args.masses):
         raise InputError("give --data DATASET, or --beads N --density RHO --types A [B ..] --masses M [..]")
     if len(args.types) != len(args.masses):
         raise InputError("--types and --masses need one value per type")
+    for flag, values in (("--beads", [args.beads]), ("--density", [args.density]),
+                         ("--masses", args.masses), ("--fractions", args.fractions or [1.0])):
+        if any(not v > 0 for v in values):
+            raise InputError(f"simulate {flag}: must be > 0 (got {' '.join(map(str, values))})")
     return fresh_box(args.beads, args.types, args.masses, args.density, args.fractions, seed=config.seed)
 
 
