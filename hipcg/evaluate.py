@@ -24,6 +24,7 @@ from . import analysis as A
 from .simulate import SimulationConfig, StartStructure, run_or_blowup
 from .config import NonNegativeInt, Positive, PositiveInt, Range, slug
 from .statepoint import StatePoint, dataset_path
+from .transferability import add_scores
 from .errors import DataError, OutputExistsError
 
 
@@ -159,8 +160,12 @@ def reference_observables(dataset, r_max: float, frame_interval_fs: float | None
     rdfs = A.all_rdfs(pos, boxes, dataset.bead_types, dataset.type_names, r_max,
                       molecule_ids=dataset.molecule_ids)
     bonds = A.bond_distances(pos, boxes, dataset.molecule_ids, dataset.bead_types, dataset.type_names)
-    out = {"rdfs": rdfs, "bonds": bonds, "density": float(A.density(dataset.masses, dataset.boxes).mean()),
-           "diffusion": None}
+    half = len(idx) // 2  # contiguous halves: as independent as the run allows (noise floor)
+    halves = tuple(A.all_rdfs(pos[part], boxes[part], dataset.bead_types, dataset.type_names, r_max,
+                              molecule_ids=dataset.molecule_ids)
+                   for part in (slice(0, half), slice(half, None))) if half >= 2 else None
+    out = {"rdfs": rdfs, "rdf_halves": halves, "bonds": bonds,
+           "density": float(A.density(dataset.masses, dataset.boxes).mean()), "diffusion": None}
     if frame_interval_fs and dataset.n_frames >= 8:
         un = A.unwrap(dataset.positions, dataset.boxes)
         out["diffusion"] = A.diffusion(un, dataset.boxes, float(frame_interval_fs)).coefficient
@@ -283,6 +288,11 @@ def evaluate(models: dict[str, str | os.PathLike], state_points: list[StatePoint
             bar.update()
         result["state_points"].append(row)
     bar.close()
+    add_scores(result["state_points"])
+    result["definitions"]["transferability_score"] = (
+        "(rdf_null - rdf_error_common) / (rdf_null - rdf_noise_floor) on the bins the RDFs share; "
+        "rdf_noise_floor: reference first half vs second half; rdf_null: the nearest trained state "
+        "point's reference RDF as the prediction (docs/evaluation.md)")
     write_json(result, target)
     return to_jsonable(result)
 

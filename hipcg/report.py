@@ -17,8 +17,8 @@ import numpy as np
 
 from .errors import OutputExistsError
 
-SECTIONS = ("Summary", "State points", "Force errors", "Structure", "Density and pressure",
-            "Diffusion", "Figures", "Definitions")
+SECTIONS = ("Summary", "State points", "Force errors", "Structure", "Transferability",
+            "Density and pressure", "Diffusion", "Figures", "Definitions")
 
 
 def _fmt(value, spec: str = ".3g") -> str:
@@ -60,6 +60,8 @@ def rows(result: dict) -> list[dict]:
                 "diffusion_ref_1e5_cm2_s": None if d_ref is None else d_ref * 1e4,
                 "diffusion_ratio": None if (d is None or not d_ref) else d / d_ref,
                 "blew_up": blew, "steps_per_s": nvt.get("steps_per_s"),
+                **{k: m.get(k) for k in ("rdf_noise_floor", "rdf_null", "null_from",
+                                          "rdf_error_common", "transferability_score", "separation")},
             })
     return out
 
@@ -163,6 +165,7 @@ def markdown(result: dict, table: list[dict], figures: list[Path]) -> str:
                      f"{RDF_ERROR_TOLERANCE} at {len(ok)}/{len(rs)} state points; worst held-out "
                      f"RDF error {_fmt(worst, '.3f')}"
                      + (f"; blew up at {', '.join(blew)}" if blew else "") + ".")
+    lines += _score_summary(table, models)
     lines.append("")
     # State points
     lines += ["## State points", ""]
@@ -196,6 +199,7 @@ def markdown(result: dict, table: list[dict], figures: list[Path]) -> str:
     if not bond_labels:
         lines += ["", "One bead per molecule: no intramolecular bead distributions."]
     lines.append("")
+    lines += _transferability_section(table)
     # Density and pressure
     lines += ["## Density and pressure", "",
               "Density from NPT runs at the reference pressure (n/a: no NPT run); pressure from "
@@ -228,6 +232,60 @@ def markdown(result: dict, table: list[dict], figures: list[Path]) -> str:
               "- Models: " + "; ".join(f"{n}: {m['kind']} `{m['path']}` (cutoff {m['cutoff']} Å)"
                                        for n, m in result["models"].items()) + ".", ""]
     return "\n".join(lines)
+
+
+def _verdict(r: dict) -> str:
+    from .transferability import inside_noise
+
+    floor, null, model = r["rdf_noise_floor"], r["rdf_null"], r["rdf_error_common"]
+    if r["blew_up"] or model is None:
+        return "no CG RDF"
+    if r["transferability_score"] is None:
+        return "states do not separate (null <= floor): nothing to score"
+    if inside_noise(model, null, floor):
+        return "no difference from the null model (inside the noise)"
+    return "better than the null model" if model < null else "worse than the null model"
+
+
+def _score_summary(table: list[dict], models: list[str]) -> list[str]:
+    """Models ranked by their mean transferability score over the held-out points."""
+    ranked = []
+    for model in models:
+        scores = [r["transferability_score"] for r in table
+                  if r["model"] == model and not r["trained"] and r["transferability_score"] is not None]
+        ranked.append((sum(scores) / len(scores) if scores else None, model, len(scores)))
+    ranked.sort(key=lambda t: -t[0] if t[0] is not None else float("inf"))
+    lines = ["", "Transferability score (1 = as close as the reference to itself, 0 = no better than "
+                 "reusing the nearest trained state's atomistic RDF; see below):"]
+    for mean, model, n in ranked:
+        held = [r for r in table if r["model"] == model and not r["trained"]]
+        verdicts = ", ".join(f"{r['state_point']}: {_verdict(r)}" for r in held)
+        lines.append(f"- {model}: mean score {_fmt(mean, '+.2f')} over {n} held-out point(s)"
+                     + (f" ({verdicts})" if verdicts else ""))
+    return lines
+
+
+def _transferability_section(table: list[dict]) -> list[str]:
+    from .transferability import SEPARATION_FACTOR
+
+    held = [r for r in table if not r["trained"]]
+    lines = ["## Transferability", "",
+             "On the RDF bins every compared RDF shares: noise floor = the reference's first half of "
+             "frames against its second half; null = the nearest trained state point's atomistic RDF "
+             "used as the prediction; score = (null - model) / (null - floor). A held-out point is "
+             f"informative when null >= {SEPARATION_FACTOR:g} x floor (the separation check).", ""]
+    lines += _table(["state point", "model", "noise floor", "null (from)", "separation", "RDF error",
+                     "score", "verdict"],
+                    [[r["state_point"], r["model"], _fmt(r["rdf_noise_floor"], ".4f"),
+                      f"{_fmt(r['rdf_null'], '.4f')} ({r['null_from'] or 'n/a'})",
+                      _fmt(r["separation"], ".2f") + (" (ok)" if (r["separation"] or 0) >= SEPARATION_FACTOR
+                                                      else " (too close)"),
+                      _fmt(r["rdf_error_common"], ".4f"), _fmt(r["transferability_score"], "+.2f"),
+                      _verdict(r)] for r in held])
+    if not held:
+        lines += ["", "No held-out state points: nothing to score."]
+    lines.append("")
+    return lines
 
 
 def html_page(md_text: str, figures: list[Path]) -> str:

@@ -69,3 +69,23 @@ def test_report_contains_every_section(evaluation):
     assert {r["trained"] for r in data["rows"]} == {True, False}
     with pytest.raises(FileExistsError):
         write_report(root / "eval" / "evaluation.json", root / "report")
+
+
+def test_held_out_points_carry_floor_null_and_score(evaluation, tmp_path):
+    """Every held-out row has the reference's noise floor, the null model (the trained state's
+    atomistic RDF) and the score on the same bins; trained rows have the floor only."""
+    root, result = evaluation
+    paths = write_report(root / "eval" / "evaluation.json", tmp_path / "report")
+    data = json.loads(paths["report.json"].read_text())
+    for r in data["rows"]:
+        assert r["rdf_noise_floor"] is not None and 0 < r["rdf_noise_floor"] < 0.1
+        if r["trained"]:
+            assert r["rdf_null"] is None and r["transferability_score"] is None
+        else:
+            assert r["null_from"] == "T280" and r["rdf_null"] > 0
+            assert r["separation"] == pytest.approx(r["rdf_null"] / r["rdf_noise_floor"])
+            if r["rdf_null"] > r["rdf_noise_floor"]:
+                expected = (r["rdf_null"] - r["rdf_error_common"]) / (r["rdf_null"] - r["rdf_noise_floor"])
+                assert r["transferability_score"] == pytest.approx(expected)
+    md = paths["report.md"].read_text()
+    assert "## Transferability" in md and "mean score" in md
