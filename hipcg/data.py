@@ -57,6 +57,9 @@ class CGDataset:
     velocities: np.ndarray | None = None
     molecule_ids: np.ndarray | None = None
     metadata: dict = field(default_factory=dict)
+    # per-frame atomistic thermodynamics (hipcg.frame_thermo.KEYS: volume, pressure,
+    # pressure_tensor, potential_energy, ...), or None when the source had none
+    thermo: dict[str, np.ndarray] | None = None
 
     def __post_init__(self):
         self.positions = np.asarray(self.positions)
@@ -82,6 +85,9 @@ class CGDataset:
         if self.velocities is not None:
             self.velocities = np.asarray(self.velocities)
             checks.append(("velocities", self.velocities.shape, (f, b, 3)))
+        for key, value in (self.thermo or {}).items():
+            self.thermo[key] = np.asarray(value, dtype=np.float64)
+            checks.append((f"thermo {key}", self.thermo[key].shape[:1], (f,)))
         for name, shape, want in checks:
             if shape != want or f < 0:
                 raise DatasetError(f"{name} has shape {shape}, expected {want} "
@@ -103,6 +109,15 @@ class CGDataset:
 
     def __len__(self) -> int:
         return self.n_frames
+
+    def require_thermo(self, key: str, why: str) -> np.ndarray:
+        """The per-frame ``thermo`` array ``key``, or a DatasetError naming the file and key."""
+        if not self.thermo or key not in self.thermo:
+            source = self.metadata.get("path") or self.metadata.get("source", {}).get("trajectory")
+            reason = (self.metadata.get("thermo") or {}).get("reason", "")
+            raise DatasetError(f"dataset{f' from {source}' if source else ''}: no per-frame "
+                               f"'{key}' ({why} needs it){'; ' + reason if reason else ''}")
+        return self.thermo[key]
 
     def summary(self) -> str:
         counts = np.bincount(self.bead_types, minlength=len(self.type_names))
@@ -148,6 +163,7 @@ def save_dataset(path: str | os.PathLike, ds: CGDataset, overwrite: bool = False
     arrays = {"positions": ds.positions, "forces": ds.forces, "boxes": ds.boxes}
     if ds.velocities is not None:
         arrays["velocities"] = ds.velocities
+    arrays.update({f"thermo_{k}": v for k, v in (ds.thermo or {}).items()})
     arrays.update(_small_arrays(ds.bead_types, ds.type_names, ds.masses, ds.molecule_ids,
                                 ds.metadata))
     check_finite(arrays, path)
@@ -159,12 +175,13 @@ def save_dataset(path: str | os.PathLike, ds: CGDataset, overwrite: bool = False
 
 def check_finite(arrays: dict[str, np.ndarray], path: Path, first_frame: int = 0) -> None:
     """Refuse NaN/Inf in per-frame arrays, naming the file, array, frame and bead."""
-    for name in ("positions", "forces", "boxes", "velocities"):
+    names = ["positions", "forces", "boxes", "velocities"] + sorted(k for k in arrays if k.startswith("thermo_"))
+    for name in names:
         value = arrays.get(name)
         if value is None or np.isfinite(value).all():
             continue
         where = np.argwhere(~np.isfinite(value))[0]
-        bead = f", bead {where[1]}" if name != "boxes" and len(where) > 1 else ""
+        bead = f", bead {where[1]}" if name in _FRAME_ARRAYS and len(where) > 1 else ""
         raise DatasetError(f"{path}: frame {first_frame + where[0]}{bead}: {name} is not finite "
                            f"({value[tuple(where)]}); hipcg refuses NaN/Inf data")
 
@@ -217,6 +234,19 @@ class DatasetWriter:
             self._files[name].write(memoryview(value).cast("B"))  # no copy
         self.n_frames += 1
 
+    def set_thermo(self, arrays: dict[str, np.ndarray] | None, info: dict) -> None:
+        """Per-frame thermodynamics of the frames appended (one value per frame) and what the
+        metadata says of them (source and units, or why there are none)."""
+        self.metadata["thermo"] = info
+        self._thermo = {}
+        for key, value in (arrays or {}).items():
+            value = np.asarray(value, dtype=np.float64)
+            if len(value) != self.n_frames:
+                raise DatasetError(f"{self.path}: thermo {key}: {len(value)} values for "
+                                   f"{self.n_frames} frames")
+            check_finite({f"thermo_{key}": value[:, None]}, self.path)
+            self._thermo[key] = value
+
     def close(self) -> Path:
         """Pack the frames into the ``.npz`` and move it into place; returns the path."""
         if self.closed:
@@ -226,6 +256,7 @@ class DatasetWriter:
                 fh.close()
             tmp = self._tmpdir / "dataset.npz"
             small = _small_arrays(*self._small, {**self.metadata, "n_frames": self.n_frames})
+            small.update({f"thermo_{k}": v for k, v in getattr(self, "_thermo", {}).items()})
             with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
                 for name in self._files:
                     per_frame = (3, 3) if name == "boxes" else (self.n_beads, 3)
@@ -285,11 +316,13 @@ def load_dataset(path: str | os.PathLike) -> CGDataset:
             units = meta.get("units")
             if units != UNITS:
                 raise DatasetError(f"{path}: units are {units!r}; hipcg works in {UNITS!r}")
-            arrays = {k: z[k] for k in z.files if k not in ("metadata", "type_names")}
+            arrays = {k: z[k] for k in z.files if k not in ("metadata", "type_names")
+                      and not k.startswith("thermo_")}
+            thermo = {k[len("thermo_"):]: z[k] for k in z.files if k.startswith("thermo_")} or None
             type_names = [str(t) for t in z["type_names"]]
     except (zipfile.BadZipFile, ValueError, OSError) as err:
         if isinstance(err, DatasetError):
             raise
         raise DatasetError(f"{path}: cannot read dataset: {err}") from None
-    check_finite(arrays, path)
-    return CGDataset(type_names=type_names, metadata=meta, **arrays)
+    check_finite({**arrays, **{f"thermo_{k}": v for k, v in (thermo or {}).items()}}, path)
+    return CGDataset(type_names=type_names, metadata=meta, thermo=thermo, **arrays)

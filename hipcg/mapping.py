@@ -221,6 +221,7 @@ class CGFrame:
     forces: np.ndarray  # (n_beads, 3)
     velocities: np.ndarray | None  # (n_beads, 3) or None
     box: np.ndarray  # (3, 3)
+    step: int | None = None  # MD step of the frame, when the file says (LAMMPS dumps)
 
 
 def _residue_label(atoms, i: int) -> str:
@@ -584,11 +585,45 @@ def map_trajectory(universe, cgmap: CGMap | Mapping, start: int | None = None,
             raise MappingError(f"{source}: frame {ts.frame}: non-finite positions")
         if bead_vel is not None and not np.isfinite(bead_vel).all():
             raise MappingError(f"{source}: frame {ts.frame}: non-finite velocities")
+        step = ts.data.get("step")
         yield CGFrame(frame=ts.frame, time=float(ts.time), positions=centres, forces=bead_forces,
-                      velocities=bead_vel, box=box)
+                      velocities=bead_vel, box=box, step=None if step is None else int(step))
 
 
 # --------------------------------------------------------------------------- to a dataset file
+
+
+def _clock(universe, frame: CGFrame):
+    """The frame's step (or time in fs) as the trajectory's thermo file counts it."""
+    thermo = getattr(universe, "thermo", None)
+    if thermo is None:
+        return None
+    if thermo.by == "step":
+        return frame.step
+    factor = getattr(universe, "time_factor", None)
+    return None if factor is None else frame.time * factor
+
+
+def _frame_thermo(universe, clocks: list, frames: list[int], volumes: np.ndarray):
+    """(per-frame arrays, metadata) of the mapped frames' thermodynamics, checked against the
+    frames' own box volumes where the two files meet; (None, reason) when there are none."""
+    from .frame_thermo import KEYS
+
+    thermo = getattr(universe, "thermo", None)
+    if thermo is None:
+        return None, {"available": False, "reason": "the trajectory came with no thermo file "
+                      "(LAMMPS log, GROMACS .edr or hipcg nvt_samples.dat): pressure and energy "
+                      "matching are off for this dataset"}
+    arrays = thermo.rows(clocks, frames)
+    if "volume" in arrays:
+        rel = np.abs(arrays["volume"] - volumes) / volumes
+        if rel.max() > 1e-5:
+            k = int(np.argmax(rel))
+            raise MappingError(f"{thermo.source}: volume {arrays['volume'][k]:.6g} Å^3 at frame "
+                               f"{frames[k]} differs from the trajectory's box ({volumes[k]:.6g} "
+                               "Å^3): the thermo file belongs to another run")
+    return arrays, {"available": True, "source": str(thermo.source), "keys": sorted(arrays),
+                    "units": {k: KEYS[k] for k in arrays}}
 
 
 def write_dataset(universe, mapping: Mapping | CGMap, out, start: int | None = None,
@@ -634,6 +669,7 @@ def write_dataset(universe, mapping: Mapping | CGMap, out, start: int | None = N
     total_mass = cgmap.masses.sum()
     force_sum = volume_sum = 0.0
     n = 0
+    clocks, indices, volumes = [], [], []  # to match each frame with its thermodynamics
     with writer:
         stream = map_trajectory(universe, cgmap, frames.start, frames.stop, frames.step,
                                 velocities=velocities, source=source)
@@ -641,11 +677,16 @@ def write_dataset(universe, mapping: Mapping | CGMap, out, start: int | None = N
                        desc="mapping", leave=False):
             writer.append(fr.positions, fr.forces, fr.box, fr.velocities)
             force_sum += np.sqrt(np.einsum("ij,ij->i", fr.forces, fr.forces)).mean()
-            volume_sum += abs(np.linalg.det(fr.box))
+            volumes.append(abs(np.linalg.det(fr.box)))
+            volume_sum += volumes[-1]
+            clocks.append(_clock(universe, fr))
+            indices.append(fr.frame)
             n += 1
+        writer.set_thermo(*_frame_thermo(universe, clocks, indices, np.asarray(volumes)))
         # g/mol per Å^3 -> g/cm^3: 1e24 / N_A
         density = total_mass / (volume_sum / n) * 1e24 / 6.02214076e23
         state.setdefault("density", float(density))
         writer.metadata["state_point"] = {"temperature": None, "pressure": None, **state}
     return {"frames": n, "beads": cgmap.n_beads, "mean_abs_force": force_sum / n,
-            "density": density, "seconds": time.perf_counter() - t0, "path": writer.path}
+            "density": density, "seconds": time.perf_counter() - t0, "path": writer.path,
+            "thermo": writer.metadata["thermo"]}

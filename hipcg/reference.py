@@ -21,6 +21,7 @@ Units are LAMMPS ``real`` throughout: Å, fs, kcal/mol, kcal/(mol Å), Å/fs, g/
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import time
@@ -359,8 +360,11 @@ def nvt_script(system: SystemDef, cfg: ReferenceConfig, plan: Plan, temperature:
         f"dump traj all custom {plan.every} production.dump {DUMP_COLUMNS}",
         "dump_modify traj sort id format float %.10g flush yes"
         + ("" if mean_volume is not None else " append yes"),
-        f'fix samples all print {SAMPLE_EVERY} "$(step) $(vol:%.8g) $(density:%.8g) '
-        f'$(temp:%.6g) $(press:%.6g) $(pe:%.10g)" append nvt_samples.dat screen no',
+        # the columns of hipcg.frame_thermo.REFERENCE_COLUMNS: per-frame pressure (tensor) and
+        # energies for pressure and energy matching, at every dumped step
+        f'fix samples all print {math.gcd(SAMPLE_EVERY, plan.every)} "$(step) $(vol:%.8g) $(density:%.8g) '
+        f'$(temp:%.6g) $(press:%.8g) $(pe:%.10g) $(pxx:%.8g) $(pyy:%.8g) $(pzz:%.8g) '
+        f'$(pxy:%.8g) $(pxz:%.8g) $(pyz:%.8g) $(ke:%.10g)" append nvt_samples.dat screen no',
         f"restart {plan.restart_every} nvt.*.restart",
         f'print "HIPCG_PHASE {plan.compress + plan.npt + plan.settle}"',
         f"run {plan.production} upto",

@@ -28,6 +28,7 @@ class UserTrajectory:
     format: Literal["lammps", "gromacs", "extxyz"] | None = None
     dump_units: Literal["real", "metal"] = "real"
     atom_style: str | None = None
+    thermo: Path | None = None  # LAMMPS log / GROMACS .edr with the frames' pressure and energies
 
 
 @dataclass
@@ -91,7 +92,8 @@ def run_reference(ctx: StageContext) -> dict:
             traj = spec.trajectories[sp.name]
             outputs[sp.name] = {"topology": str(traj.topology), "trajectory": str(traj.trajectory),
                                 "format": traj.format, "dump_units": traj.dump_units,
-                                "atom_style": traj.atom_style, "user_supplied": True}
+                                "atom_style": traj.atom_style, "user_supplied": True,
+                                "thermo": str(traj.thermo) if traj.thermo else None}
         return outputs
     outputs = {}
     for pressure, points in _pressures(spec).items():
@@ -122,7 +124,8 @@ def run_map(ctx: StageContext) -> dict:
     for sp in spec.state_points:
         ref = ctx.upstream["reference"][sp.name]
         traj = open_trajectory(ref["topology"], ref["trajectory"], format=ref["format"],
-                               dump_units=ref["dump_units"], atom_style=ref["atom_style"])
+                               dump_units=ref["dump_units"], atom_style=ref["atom_style"],
+                               thermo=ref.get("thermo"))
         out = ctx.directory / f"{sp.name}.npz"
         with warnings.catch_warnings():
             # LAMMPS dumps carry steps, not times; MDAnalysis warns about the missing dt
@@ -300,7 +303,7 @@ def _reference_inputs_fingerprint(pipeline: Pipeline):
         return {"system": load_system(spec.system).fingerprint()}
     stamps = {}
     for name, traj in spec.trajectories.items():
-        for p in (traj.topology, traj.trajectory):
+        for p in (traj.topology, traj.trajectory, traj.thermo):
             if p is not None and Path(p).exists():
                 st = Path(p).stat()
                 stamps[str(p)] = [st.st_size, st.st_mtime_ns]
@@ -325,7 +328,7 @@ def validate(spec: PipelineSpec, source: str) -> None:
             raise ConfigError(f"trajectories.{missing[0]}: state point has no trajectory; "
                               f"give one per state point ({', '.join(names)})")
         for name, traj in spec.trajectories.items():
-            for key in ("topology", "trajectory"):
+            for key in ("topology", "trajectory", "thermo"):
                 p = getattr(traj, key)
                 if p is not None and not Path(p).exists():
                     raise ConfigError(f"trajectories.{name}.{key}: {p} does not exist")

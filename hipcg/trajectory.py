@@ -119,6 +119,7 @@ class Trajectory:
     velocity_factor: float     # Universe velocities x this = Å/fs
     time_factor: float | None = 1.0   # Universe time x this = fs (None: time unknown)
     dt_fs: float | None = None         # LAMMPS dumps: time = step x dt_fs when known
+    thermo: "FrameThermo | None" = None  # per-frame pressure / energies (hipcg.frame_thermo)
 
     def __len__(self) -> int:
         return len(self.universe.trajectory)
@@ -210,7 +211,27 @@ _EXTXYZ = {".xyz", ".extxyz"}
 
 def open_trajectory(topology: str | os.PathLike, trajectory: str | os.PathLike | None = None,
                     format: str | None = None, dump_units: str = "real",
-                    atom_style: str | None = None, unwrap: bool = False) -> Trajectory:
+                    atom_style: str | None = None, unwrap: bool = False,
+                    thermo: str | os.PathLike | None = None) -> Trajectory:
+    """Open a trajectory (:func:`_open`) and attach its per-frame thermodynamics.
+
+    ``thermo``: a LAMMPS log, GROMACS ``.edr`` or hipcg ``nvt_samples.dat`` with the pressure and
+    energies of the frames (:mod:`hipcg.frame_thermo`); None: the ``nvt_samples.dat`` of a
+    ``hipcg reference`` run next to its dump, when there is one, else no thermodynamics.
+    """
+    from .frame_thermo import read_reference_samples, read_thermo
+
+    traj = _open(topology, trajectory, format, dump_units, atom_style, unwrap)
+    if thermo is not None:
+        traj.thermo = read_thermo(thermo, units=dump_units)
+    else:
+        samples = traj.trajectory.parent / "nvt_samples.dat"
+        if traj.dt_fs is not None and samples.is_file():  # dt_fs: a hipcg reference run's dump
+            traj.thermo = read_reference_samples(samples)
+    return traj
+
+
+def _open(topology, trajectory, format, dump_units, atom_style, unwrap) -> Trajectory:
     """Open ``topology`` + ``trajectory`` and check that frames carry forces.
 
     ``format``: ``"lammps"``, ``"gromacs"`` or ``"extxyz"``; guessed from the suffixes when

@@ -35,7 +35,7 @@ def _map(args: argparse.Namespace) -> int:
     trajectory = open_trajectory(args.topology or args.trajectory,
                                  args.trajectory if args.topology else None,
                                  format=args.format, dump_units=args.dump_units,
-                                 atom_style=args.atom_style)
+                                 atom_style=args.atom_style, thermo=args.thermo)
     state = {"temperature": args.temperature, "pressure": args.pressure}
     summary = write_dataset(
         trajectory, mapping, args.out, start=settings.start, stop=settings.stop, step=settings.stride,
@@ -44,6 +44,10 @@ def _map(args: argparse.Namespace) -> int:
                   "topology": str(args.topology) if args.topology else None},
         overwrite=args.overwrite, progress=not args.quiet, source=str(args.trajectory),
         dtype="float32" if args.float32 else "float64")
+    thermo = summary["thermo"]
+    print(f"per-frame thermo from {thermo['source']}: {', '.join(thermo['keys'])}" if thermo["available"]
+          else "no per-frame thermo: pressure and energy matching are off for this dataset "
+               "(give --thermo)")
     print(f"{summary['path']}: {summary['frames']} frames, {summary['beads']} beads, "
           f"mean |F| {summary['mean_abs_force']:.3f} kcal/(mol Å), "
           f"density {summary['density']:.4f} g/cm^3, {summary['seconds']:.1f} s")
@@ -66,6 +70,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--atom-style", default=None,
                    help="LAMMPS data columns in MDAnalysis form (default that of atom_style full: "
                         "'id resid type charge x y z')")
+    p.add_argument("--thermo", type=Path, default=None,
+                   help="per-frame pressure and energies: a LAMMPS log (thermo_style with step, vol, "
+                        "press, pxx..pyz, pe, ke at every dumped step), a GROMACS .edr, or a hipcg "
+                        "nvt_samples.dat (found automatically next to a hipcg reference dump)")
     p.add_argument("--out", type=Path, required=True, help="dataset file to write (.npz)")
     p.add_argument("--start", type=int, default=None, help="first frame (default 0)")
     p.add_argument("--stop", type=int, default=None, help="stop before this frame (default: end)")
