@@ -314,6 +314,17 @@ def density(masses: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return float(np.sum(masses)) / volumes * DENSITY_G_CM3
 
 
+def compressibility(volumes: np.ndarray, temperature: float) -> float:
+    """Isothermal compressibility from NPT volume fluctuations, 1/atm:
+    kappa_T = (<V^2> - <V>^2) / (k_B T <V>) (volumes in Å^3, T in K; unit factors from ASE)."""
+    from ase import units
+
+    volumes = np.asarray(volumes, dtype=np.float64)
+    kt = units.kB * temperature / (units.kcal / units.mol)  # kcal/mol
+    atm = 101325.0 * units.Pascal / (units.kcal / units.mol)  # kcal/(mol Å^3)
+    return float(volumes.var() / (kt * volumes.mean()) * atm)
+
+
 def unwrap(positions_frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Unwrap a wrapped trajectory by removing jumps larger than half a box between frames.
 

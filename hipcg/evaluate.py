@@ -149,8 +149,12 @@ def state_of(sp: StatePoint, dataset) -> dict:
     pressure = sp.pressure if sp.pressure is not None else meta.get("pressure")
     density = float(A.density(dataset.masses, dataset.boxes).mean())
     interval = sp.frame_interval_fs or dataset.metadata.get("frame_interval_fs")
+    thermo = dataset.thermo or {}
     return {"temperature": float(temperature), "pressure": None if pressure is None else float(pressure),
-            "density": density, "frame_interval_fs": interval}
+            "density": density, "frame_interval_fs": interval,
+            # the atomistic pressure at the dataset's (NVT) density, beside the CG NVT pressure
+            "pressure_nvt": float(thermo["pressure"].mean()) if "pressure" in thermo else None,
+            "compressibility": meta.get("compressibility")}
 
 
 def reference_observables(dataset, r_max: float, frame_interval_fs: float | None,
@@ -227,8 +231,11 @@ def dynamic_metrics(model: Path, dataset, state: dict, reference: dict, r_max: f
         else:
             tr = res.trajectory.production(settings.equilibration)
             rho = float(np.mean(A.density(tr.masses, tr.boxes)))
+            volumes = np.abs(np.linalg.det(tr.boxes))
             out["npt"] = {"blew_up": None, "density": rho,
                           "density_error": (rho - reference["density"]) / reference["density"],
+                          "compressibility": A.compressibility(volumes, state["temperature"])
+                          if len(volumes) >= 4 else None,
                           "steps_per_s": res.steps_per_s}
     return out
 

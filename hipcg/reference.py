@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Annotated
 
 from . import UNITS, __version__
+from .analysis import compressibility
 from .atomic import write_json_atomic, write_text_atomic
 from .lammps import env as lammps_env
 from .lammps.dump import truncate_dump
@@ -526,6 +527,7 @@ def _metadata(cfg, system, plan, temperature, seed, second_half, nvt, mean_volum
         "n_molecules": cfg.molecules,
         "n_atoms": cfg.molecules * system.atoms_per_molecule,
         "density_npt_mean": float(second_half[:, 2].mean()),
+        "compressibility_npt": compressibility(second_half[:, 1], temperature),  # 1/atm
         "density_npt_std": float(second_half[:, 2].std()),
         "density_npt_samples": int(len(second_half)),
         "npt_window_ps": [plan.npt / 2 * plan.dt / 1000, plan.npt * plan.dt / 1000],

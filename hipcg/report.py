@@ -55,7 +55,9 @@ def rows(result: dict) -> list[dict]:
                 "force_r2": _get(m, "static", "force_r2"), "rdf_error": nvt.get("rdf_error"),
                 "rdf_errors": nvt.get("rdf_errors") or {}, "bond_errors": nvt.get("bond_errors") or {},
                 "density": npt.get("density"), "density_error": npt.get("density_error"),
-                "pressure": nvt.get("pressure"),
+                "pressure": nvt.get("pressure"), "pressure_nvt_ref": sp.get("pressure_nvt"),
+                "compressibility": npt.get("compressibility"),
+                "compressibility_ref": sp.get("compressibility"),
                 "diffusion_1e5_cm2_s": None if d is None else d * 1e4,
                 "diffusion_ref_1e5_cm2_s": None if d_ref is None else d_ref * 1e4,
                 "diffusion_ratio": None if (d is None or not d_ref) else d / d_ref,
@@ -203,12 +205,18 @@ def markdown(result: dict, table: list[dict], figures: list[Path]) -> str:
     # Density and pressure
     lines += ["## Density and pressure", "",
               "Density from NPT runs at the reference pressure (n/a: no NPT run); pressure from "
-              "NVT runs at the reference density.", ""]
+              "NVT runs at the reference density, beside the atomistic mean pressure of the mapped "
+              "frames (their per-frame thermo; n/a when the dataset has none); isothermal "
+              "compressibility κ_T = <δV²>/(k_B T <V>) from the CG NPT run's volume fluctuations, "
+              "beside the atomistic NPT equilibration's.", ""]
     lines += _table(["state point", "trained", "model", "density (g/cm³)", "ref", "rel. error",
-                     "pressure (atm)", "ref (atm)"],
+                     "NVT pressure (atm)", "atomistic NVT (atm)", "κ_T (1e-5/atm)", "κ_T ref"],
                     [[r["state_point"], _fmt(r["trained"]), r["model"], _fmt(r["density"], ".4f"),
                       _fmt(r["density_ref"], ".4f"), _fmt(r["density_error"], "+.3f"),
-                      _fmt(r["pressure"], ".4g"), _fmt(r["pressure_ref"], ".4g")] for r in table])
+                      _fmt(r["pressure"], ".4g"), _fmt(r["pressure_nvt_ref"], ".4g"),
+                      _fmt(None if r["compressibility"] is None else r["compressibility"] * 1e5, ".3g"),
+                      _fmt(None if r["compressibility_ref"] is None else r["compressibility_ref"] * 1e5, ".3g")]
+                     for r in table])
     lines.append("")
     # Diffusion
     lines += ["## Diffusion", "", "Self-diffusion from the MSD (Einstein), 1e-5 cm²/s.", ""]

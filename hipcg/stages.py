@@ -109,6 +109,7 @@ def run_reference(ctx: StageContext) -> dict:
                 "trajectory": str(result.directory / files.get("trajectory", "production.dump")),
                 "format": "lammps", "dump_units": "real", "atom_style": None,
                 "density": result.metadata.get("density_npt_mean"),
+                "compressibility": result.metadata.get("compressibility_npt"),
                 "ns_per_day": result.metadata.get("ns_per_day"), "user_supplied": False}
     return outputs
 
@@ -133,8 +134,11 @@ def run_map(ctx: StageContext) -> dict:
             summary = write_dataset(traj, mapping, out, start=section.start,
                                     stop=section.stop, step=section.stride,
                                     velocities=section.velocities or None,
-                                    metadata={"state_point": {"name": sp.name, "temperature": sp.temperature,
-                                                              "pressure": sp.pressure, "role": sp.role}},
+                                    metadata={"state_point": {
+                                        "name": sp.name, "temperature": sp.temperature,
+                                        "pressure": sp.pressure, "role": sp.role,
+                                        # atomistic NPT value, 1/atm (None for users' own files)
+                                        "compressibility": ref.get("compressibility")}},
                                     overwrite=True, progress=True, source=ref["trajectory"])
         print(f"  {sp.name}: {summary['frames']} frames, {summary['beads']} beads, mean |F| "
               f"{summary['mean_abs_force']:.2f} kcal/(mol Å), {summary['density']:.4f} g/cm^3")

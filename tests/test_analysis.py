@@ -81,3 +81,14 @@ def test_bond_distances_pool_pairs_within_molecules():
     d = A.bond_distances(pos, box, np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1]), ["A", "B"])
     assert set(d) == {"A-B"}
     assert np.allclose(sorted(d["A-B"]), sorted([1.5, np.linalg.norm([4.5, 5, 5])]))
+
+
+def test_compressibility_from_volume_fluctuations():
+    """kappa_T = var(V) / (kB T <V>) in 1/atm, against hand-written constants
+    (kB = 0.0019872043 kcal/(mol K), 1 atm = 1.4583972e-5 kcal/(mol Å^3))."""
+    from hipcg.analysis import compressibility
+
+    rng = np.random.default_rng(3)
+    volumes = 30000.0 + rng.normal(0.0, 150.0, 20000)
+    expected = volumes.var() / (0.0019872043 * 300.0 * volumes.mean()) * 1.4583972e-5
+    assert compressibility(volumes, 300.0) == pytest.approx(expected, rel=1e-6)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hipcg.data import load_dataset
 from hipcg.pipeline import PipelineConfigError, run_pipeline
 from hipcg.stages import load_pipeline
 
@@ -72,6 +73,23 @@ def test_tiny_pipeline_runs_every_stage(finished):
     for needle in ("T280", "T320", "HIP-NN-TS", "pairwise MS-CG"):
         assert needle in report
     assert all(state == "done" for _, state, _ in pipeline.status())
+
+
+def test_report_rows_carry_atomistic_pressure_compressibility_and_scores(finished):
+    """The reference's per-frame pressure and NPT compressibility reach the report beside the
+    CG values; held-out rows carry the noise floor, the null model and the score."""
+    tmp, path, _ = finished
+    pipeline = load_pipeline(path)
+    rows = json.loads((Path(pipeline.record("report")["outputs"]["markdown"]).parent
+                       / "report.json").read_text())["rows"]
+    for r in rows:
+        assert r["pressure_nvt_ref"] is not None and abs(r["pressure_nvt_ref"]) < 1e5
+        assert r["compressibility_ref"] is not None and 0 < r["compressibility_ref"] < 1e-2
+        assert r["rdf_noise_floor"] is not None
+        if not r["trained"]:
+            assert r["null_from"] == "T280" and r["rdf_null"] is not None
+    ds = load_dataset(pipeline.record("map")["outputs"]["T280"]["dataset"])
+    assert ds.thermo is not None and ds.thermo["pressure_tensor"].shape == (ds.n_frames, 3, 3)
 
 
 def test_second_run_skips_every_stage(finished):
