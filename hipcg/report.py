@@ -183,41 +183,9 @@ def markdown(result: dict, table: list[dict], figures: list[Path]) -> str:
                     [[r["state_point"], _fmt(r["trained"]), r["model"], _fmt(r["force_rmse"], ".4f"),
                       _fmt(r["force_mae"], ".4f"), _fmt(r["force_r2"], ".4f")] for r in table])
     lines.append("")
-    # Structure
-    lines += ["## Structure", "",
-              f"RDF error (docs/evaluation.md): mean |g_CG - g_ref| on 0.1 Å bins up to min(cutoff, "
-              f"half box); the largest over type pairs; tolerance {RDF_ERROR_TOLERANCE}.", ""]
-    pair_labels = sorted({k for r in table for k in r["rdf_errors"]})
-    bond_labels = sorted({k for r in table for k in r["bond_errors"]})
-    header = ["state point", "trained", "model", "RDF error"] + [f"RDF {k}" for k in pair_labels] \
-        + [f"intra {k}" for k in bond_labels] + ["status"]
-    body = []
-    for r in table:
-        status = ("blew up at step {step}: {reason}".format(**r["blew_up"]) if r["blew_up"] else "ok")
-        body.append([r["state_point"], _fmt(r["trained"]), r["model"], _fmt(r["rdf_error"], ".4f")]
-                    + [_fmt(r["rdf_errors"].get(k), ".4f") for k in pair_labels]
-                    + [_fmt(r["bond_errors"].get(k), ".3f") for k in bond_labels] + [status])
-    lines += _table(header, body)
-    if not bond_labels:
-        lines += ["", "One bead per molecule: no intramolecular bead distributions."]
-    lines.append("")
+    lines += _structure_section(table)
     lines += _transferability_section(table)
-    # Density and pressure
-    lines += ["## Density and pressure", "",
-              "Density from NPT runs at the reference pressure (n/a: no NPT run); pressure from "
-              "NVT runs at the reference density, beside the atomistic mean pressure of the mapped "
-              "frames (their per-frame thermo; n/a when the dataset has none); isothermal "
-              "compressibility κ_T = <δV²>/(k_B T <V>) from the CG NPT run's volume fluctuations, "
-              "beside the atomistic NPT equilibration's.", ""]
-    lines += _table(["state point", "trained", "model", "density (g/cm³)", "ref", "rel. error",
-                     "NVT pressure (atm)", "atomistic NVT (atm)", "κ_T (1e-5/atm)", "κ_T ref"],
-                    [[r["state_point"], _fmt(r["trained"]), r["model"], _fmt(r["density"], ".4f"),
-                      _fmt(r["density_ref"], ".4f"), _fmt(r["density_error"], "+.3f"),
-                      _fmt(r["pressure"], ".4g"), _fmt(r["pressure_nvt_ref"], ".4g"),
-                      _fmt(None if r["compressibility"] is None else r["compressibility"] * 1e5, ".3g"),
-                      _fmt(None if r["compressibility_ref"] is None else r["compressibility_ref"] * 1e5, ".3g")]
-                     for r in table])
-    lines.append("")
+    lines += _density_section(table)
     # Diffusion
     lines += ["## Diffusion", "", "Self-diffusion from the MSD (Einstein), 1e-5 cm²/s.", ""]
     lines += _table(["state point", "trained", "model", "D CG", "D ref", "ratio", "steps/s"],
@@ -240,6 +208,50 @@ def markdown(result: dict, table: list[dict], figures: list[Path]) -> str:
               "- Models: " + "; ".join(f"{n}: {m['kind']} `{m['path']}` (cutoff {m['cutoff']} Å)"
                                        for n, m in result["models"].items()) + ".", ""]
     return "\n".join(lines)
+
+
+def _structure_section(table: list[dict]) -> list[str]:
+    from .analysis import RDF_ERROR_TOLERANCE
+
+    lines: list[str] = []
+    lines += ["## Structure", "",
+              f"RDF error (docs/evaluation.md): mean |g_CG - g_ref| on 0.1 Å bins up to min(cutoff, "
+              f"half box); the largest over type pairs; tolerance {RDF_ERROR_TOLERANCE}.", ""]
+    pair_labels = sorted({k for r in table for k in r["rdf_errors"]})
+    bond_labels = sorted({k for r in table for k in r["bond_errors"]})
+    header = ["state point", "trained", "model", "RDF error"] + [f"RDF {k}" for k in pair_labels] \
+        + [f"intra {k}" for k in bond_labels] + ["status"]
+    body = []
+    for r in table:
+        status = ("blew up at step {step}: {reason}".format(**r["blew_up"]) if r["blew_up"] else "ok")
+        body.append([r["state_point"], _fmt(r["trained"]), r["model"], _fmt(r["rdf_error"], ".4f")]
+                    + [_fmt(r["rdf_errors"].get(k), ".4f") for k in pair_labels]
+                    + [_fmt(r["bond_errors"].get(k), ".3f") for k in bond_labels] + [status])
+    lines += _table(header, body)
+    if not bond_labels:
+        lines += ["", "One bead per molecule: no intramolecular bead distributions."]
+    lines.append("")
+    return lines
+
+
+def _density_section(table: list[dict]) -> list[str]:
+    lines: list[str] = []
+    lines += ["## Density and pressure", "",
+              "Density from NPT runs at the reference pressure (n/a: no NPT run); pressure from "
+              "NVT runs at the reference density, beside the atomistic mean pressure of the mapped "
+              "frames (their per-frame thermo; n/a when the dataset has none); isothermal "
+              "compressibility κ_T = <δV²>/(k_B T <V>) from the CG NPT run's volume fluctuations, "
+              "beside the atomistic NPT equilibration's.", ""]
+    lines += _table(["state point", "trained", "model", "density (g/cm³)", "ref", "rel. error",
+                     "NVT pressure (atm)", "atomistic NVT (atm)", "κ_T (1e-5/atm)", "κ_T ref"],
+                    [[r["state_point"], _fmt(r["trained"]), r["model"], _fmt(r["density"], ".4f"),
+                      _fmt(r["density_ref"], ".4f"), _fmt(r["density_error"], "+.3f"),
+                      _fmt(r["pressure"], ".4g"), _fmt(r["pressure_nvt_ref"], ".4g"),
+                      _fmt(None if r["compressibility"] is None else r["compressibility"] * 1e5, ".3g"),
+                      _fmt(None if r["compressibility_ref"] is None else r["compressibility_ref"] * 1e5, ".3g")]
+                     for r in table])
+    lines.append("")
+    return lines
 
 
 def _verdict(r: dict) -> str:

@@ -253,6 +253,32 @@ def find_system_file(name_or_path: str | os.PathLike) -> Path:
                        f"in {', '.join(map(str, roots))}")
 
 
+def _parse_molecule(path: Path, mol: dict, atom_types: dict, need) -> tuple[list, list, list[str]]:
+    """The ``molecule:`` section: atoms (checked against ``atom_types``) and bonds by name."""
+    atoms = []
+    for n, a in enumerate(need(mol, "atoms", "molecule.")):
+        for key in ("name", "type", "charge", "xyz"):
+            need(a, key, f"molecule.atoms[{n}].")
+        if a["type"] not in atom_types:
+            raise SystemFileError(f"{path}: molecule.atoms[{n}] ({a['name']}): type {a['type']!r} "
+                               f"is not in atom_types {list(atom_types)}")
+        if len(a["xyz"]) != 3:
+            raise SystemFileError(f"{path}: molecule.atoms[{n}] ({a['name']}): xyz needs 3 numbers")
+        atoms.append(Atom(str(a["name"]), str(a["type"]), float(a["charge"]),
+                          tuple(float(x) for x in a["xyz"])))
+    names = [a.name for a in atoms]
+    if len(set(names)) != len(names):
+        raise SystemFileError(f"{path}: molecule.atoms: atom names must be unique, got {names}")
+    bonds = []
+    for n, b in enumerate(mol.get("bonds") or []):
+        try:
+            bonds.append(tuple(sorted((names.index(b[0]), names.index(b[1])))))
+        except (ValueError, IndexError, TypeError):
+            raise SystemFileError(f"{path}: molecule.bonds[{n}] = {b!r}: expected two atom names "
+                               f"from {names}") from None
+    return atoms, bonds, names
+
+
 def load_system(name_or_path: str | os.PathLike, text: str | None = None) -> SystemDef:
     """Read and validate a system file; errors name the file and the offending key.
 
@@ -287,27 +313,7 @@ def load_system(name_or_path: str | os.PathLike, text: str | None = None) -> Sys
             need(ff, f"{kind}_style", "force_field.")
         tables[kind] = table
     mol = need(raw, "molecule", "")
-    atoms = []
-    for n, a in enumerate(need(mol, "atoms", "molecule.")):
-        for key in ("name", "type", "charge", "xyz"):
-            need(a, key, f"molecule.atoms[{n}].")
-        if a["type"] not in atom_types:
-            raise SystemFileError(f"{path}: molecule.atoms[{n}] ({a['name']}): type {a['type']!r} "
-                               f"is not in atom_types {list(atom_types)}")
-        if len(a["xyz"]) != 3:
-            raise SystemFileError(f"{path}: molecule.atoms[{n}] ({a['name']}): xyz needs 3 numbers")
-        atoms.append(Atom(str(a["name"]), str(a["type"]), float(a["charge"]),
-                          tuple(float(x) for x in a["xyz"])))
-    names = [a.name for a in atoms]
-    if len(set(names)) != len(names):
-        raise SystemFileError(f"{path}: molecule.atoms: atom names must be unique, got {names}")
-    bonds = []
-    for n, b in enumerate(mol.get("bonds") or []):
-        try:
-            bonds.append(tuple(sorted((names.index(b[0]), names.index(b[1])))))
-        except (ValueError, IndexError, TypeError):
-            raise SystemFileError(f"{path}: molecule.bonds[{n}] = {b!r}: expected two atom names "
-                               f"from {names}") from None
+    atoms, bonds, names = _parse_molecule(path, mol, atom_types, need)
     system = SystemDef(
         name=str(raw.get("name", path.parent.name)), path=path,
         description=str(raw.get("description", "")), force_field=ff, atom_types=atom_types,
