@@ -106,3 +106,27 @@ def _named_mapping(tmp_path: Path) -> Path:
 
 
 DataErrorLike = (DatasetError, MappingError, ValueError)
+
+
+def test_gromacs_energy_file_in_real_units():
+    """A GROMACS .edr (pyedr's own test file): bar -> atm, kJ/mol -> kcal/mol, nm^3 -> Å^3,
+    ps -> fs, matched by time."""
+    import warnings
+
+    import pyedr
+
+    from hipcg.frame_thermo import read_thermo
+
+    edr = Path(pyedr.__file__).parent / "tests" / "data" / "blocks.edr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pyedr notes the file format version
+        raw = pyedr.edr_to_dict(str(edr))
+        thermo = read_thermo(edr)
+    assert thermo.by == "time"
+    np.testing.assert_allclose(thermo.clock, raw["Time"] * 1000.0)
+    np.testing.assert_allclose(thermo.columns["press"], raw["Pressure"] / 1.01325)
+    np.testing.assert_allclose(thermo.columns["pe"], raw["Potential"] / 4.184)
+    np.testing.assert_allclose(thermo.columns["vol"], raw["Volume"] * 1000.0)
+    rows = thermo.rows(list(thermo.clock[:3]), [0, 1, 2])
+    assert rows["pressure_tensor"].shape == (3, 3, 3)
+    np.testing.assert_allclose(rows["pressure_tensor"][:, 0, 0], raw["Pres-XX"][:3] / 1.01325)
