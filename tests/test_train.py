@@ -234,3 +234,23 @@ def test_training_graphs_equal_ase_graph(tilt, cutoff):
     np.testing.assert_array_equal(a[0][ka], b[0][kb])
     np.testing.assert_array_equal(a[1][ka], b[1][kb])
     np.testing.assert_allclose(a[2][ka], b[2][kb], rtol=0, atol=1e-10)
+
+
+def test_balanced_epochs_take_equal_frames_per_state_point():
+    """Two training state points of 30 and 6 frames: an epoch uses 6 of each, redrawn every
+    epoch, the same for the same (seed, epoch); one state point: every frame, as before."""
+    from hipcg.train import FrameRef
+    from hipcg.train.loop import epoch_batches
+
+    refs = [FrameRef(0, f) for f in range(30)] + [FrameRef(1, f) for f in range(6)]
+    batches = epoch_batches(refs, 4, seed=1, epoch=3, balance=True)
+    used = [r for b in batches for r in b]
+    assert sorted(r.state for r in used) == [0] * 6 + [1] * 6
+    assert len({(r.state, r.frame) for r in used}) == 12
+    again = [r for b in epoch_batches(refs, 4, seed=1, epoch=3, balance=True) for r in b]
+    assert again == used
+    other = {(r.state, r.frame) for b in epoch_batches(refs, 4, seed=1, epoch=4, balance=True) for r in b}
+    assert other != {(r.state, r.frame) for r in used}
+    assert len([r for b in epoch_batches(refs, 4, 1, 3, balance=False) for r in b]) == 36
+    single = [FrameRef(0, f) for f in range(10)]
+    assert sorted(r.frame for b in epoch_batches(single, 3, 1, 1, balance=True) for r in b) == list(range(10))

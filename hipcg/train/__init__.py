@@ -213,7 +213,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, pr
     while not run.state["finished"]:
         calls += 1
         epoch = run.state["epoch"] + 1
-        batches = epoch_batches(train_refs, opt.batch_size, config.seed, epoch)
+        batches = epoch_batches(train_refs, opt.batch_size, config.seed, epoch, config.balance_states)
         train_loss = train_epoch(run.model, run.optimizer, run.params, cache,
                                  _progress(batches, f"epoch {epoch}", progress), device, config.loss,
                                  opt.grad_clip)

@@ -67,6 +67,8 @@ class TrainConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     seed: int = 0
+    # several role-train state points: each epoch takes the same number of frames from each
+    balance_states: bool = True
     device: Device = "auto"
     dtype: Literal["float32", "float64"] = "float32"  # training precision (export may write float64)
     kernels: Kernels = "auto"  # hippynn message-passing kernels, see hipcg.train.devices

@@ -77,10 +77,27 @@ def evaluate_frames(model, cache: GraphCache, refs: list[FrameRef], device, batc
     return acc.metrics(), loss_sum / max(len(refs), 1)
 
 
-def epoch_batches(train_refs: list[FrameRef], batch_size: int, seed: int, epoch: int):
+def balanced(train_refs: list[FrameRef], gen: torch.Generator) -> list[FrameRef]:
+    """The same number of frames from every state point (the smallest one's count), drawn
+    afresh each epoch, so that a long trajectory at one state does not outweigh the others."""
+    by_state: dict[int, list[FrameRef]] = {}
+    for ref in train_refs:
+        by_state.setdefault(ref.state, []).append(ref)
+    n = min(len(refs) for refs in by_state.values())
+    picked = []
+    for state in sorted(by_state):
+        refs = by_state[state]
+        picked += [refs[i] for i in torch.randperm(len(refs), generator=gen)[:n].tolist()]
+    return picked
+
+
+def epoch_batches(train_refs: list[FrameRef], batch_size: int, seed: int, epoch: int,
+                  balance: bool = False):
     """The epoch's batches; their order depends on (seed, epoch) only, so a resumed run
-    repeats it exactly."""
+    repeats it exactly.  ``balance``: equal frames per state point (:func:`balanced`)."""
     gen = torch.Generator().manual_seed(seed * 100003 + epoch)
+    if balance and len({r.state for r in train_refs}) > 1:
+        train_refs = balanced(train_refs, gen)
     order = torch.randperm(len(train_refs), generator=gen)
     return [[train_refs[i] for i in order[k:k + batch_size].tolist()]
             for k in range(0, len(order), batch_size)]
