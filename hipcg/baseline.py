@@ -251,7 +251,7 @@ def load_baseline(path: str | os.PathLike) -> PairForceTable:
                           np.asarray(desc["wall_slope"]))
 
 
-def table_pair_lines(desc: dict, descriptor_path: Path, type_names: list[str]) -> list[str]:
+def table_pair_lines(desc: dict, type_names: list[str]) -> list[str]:
     """pair_style table lines for LAMMPS types named ``type_names`` (LAMMPS type k+1 = names[k])."""
     order = {name: k for k, name in enumerate(desc["type_names"])}
     lines = ["# the baseline: pairwise force-matched tables (hipcg baseline)",

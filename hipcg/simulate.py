@@ -169,7 +169,7 @@ def pair_lines(config: SimulationConfig, info: dict, type_names: list[str],
     if info["kind"] == "baseline":
         from .baseline import table_pair_lines
 
-        return table_pair_lines(info["descriptor"], model, type_names)
+        return table_pair_lines(info["descriptor"], type_names)
     if plugin is None:
         raise ValueError("a hipcg model needs the plugin path (hipcg.lammps.plugin.build_plugin)")
     style = f"pair_style hipcg device {config.device} threads {config.threads}"

@@ -314,7 +314,7 @@ def _reference_inputs_fingerprint(pipeline: Pipeline):
     return stamps
 
 
-def validate(spec: PipelineSpec, source: str) -> None:
+def validate(spec: PipelineSpec) -> None:
     """Check every section before any work starts."""
     check_state_points(spec.state_points)
     names = [sp.name for sp in spec.state_points]
@@ -387,7 +387,7 @@ def load_pipeline(path: str | Path) -> Pipeline:
         raise PipelineConfigError(f"{path}: expected a mapping of sections (out, state_points, ...)")
     try:
         spec = from_dict(PipelineSpec, data, "")
-        validate(spec, str(path))
+        validate(spec)
     except ConfigError as err:
         raise PipelineConfigError(f"{path}: {str(err).lstrip('.')}") from err
     stages = [StageDef(name, STAGE_FUNCTIONS[name],

@@ -69,17 +69,6 @@ def _deprecated(old: str, new: str) -> None:
     warnings.warn(f"{old} is deprecated; write {new}", FutureWarning, stacklevel=4)
 
 
-def state_points_from(items, path: str = "state_points", need_train: bool = True) -> list[StatePoint]:
-    """A validated list: unique names, at least one (and one with role train)."""
-    if not isinstance(items, (list, tuple)):
-        from .errors import ConfigError
-
-        raise ConfigError(f"{path}: expected a list of state points, got {items!r}")
-    points = [StatePoint.from_dict(item, f"{path}[{i}]") for i, item in enumerate(items)]
-    check_state_points(points, path, need_train)
-    return points
-
-
 def check_state_points(points: list[StatePoint], path: str = "state_points",
                        need_train: bool = True) -> None:
     from .errors import ConfigError

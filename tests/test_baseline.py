@@ -53,6 +53,6 @@ def test_table_file_is_consistent_and_round_trips(fitted, tmp_path):
     assert np.max(np.abs(dudr + f)[ok]) < 1e-2 * np.abs(f).max()
     back = load_baseline(path)
     assert np.allclose(back.f, fitted.f)
-    lines = table_pair_lines(read_descriptor(path), path, ["Ar"])
+    lines = table_pair_lines(read_descriptor(path), ["Ar"])
     assert lines[1] == "pair_style table linear 1500"
     assert lines[2].startswith("pair_coeff 1 1 ") and lines[2].endswith(f"Ar_Ar {CUTOFF}")
