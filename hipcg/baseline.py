@@ -31,8 +31,10 @@ import numpy as np
 from .atomic import write_json_atomic, write_text_atomic
 from .analysis import type_pairs
 from .config import NonNegative, Positive, PositiveInt, Range
-from .errors import DataError, OutputExistsError
+from .errors import ConfigError, DataError, OutputExistsError
 from .graph import periodic_graph
+from .local_density import LocalDensity, basis_rows as ld_basis_rows, write_ld_file
+from .local_density import choose_cutoffs as choose_ld_cutoffs
 
 DESCRIPTOR_KIND = "hipcg-baseline-table"
 
@@ -54,6 +56,7 @@ class PairForceTable:
     f: np.ndarray  # (P, K) kcal/(mol Å), positive = repulsive
     r_inner: np.ndarray  # (P,) first well-sampled grid point per pair (below: a repulsive wall)
     wall_slope: np.ndarray | None = None  # (P,) -df/dr of the wall, kcal/(mol Å^2)
+    local_density: LocalDensity | None = None  # the many-body LD term, when fitted with one
 
     def __post_init__(self):
         if self.wall_slope is None:
@@ -84,6 +87,8 @@ class PairForceTable:
             f[sel] = self.force(int(q), r[sel])
         out = np.zeros((len(positions), 3))
         np.add.at(out, i, -(f / r)[:, None] * d)  # d points from i to j: repulsion pushes i away
+        if self.local_density is not None:
+            out += self.local_density.forces(i, j, d, len(positions))
         return out
 
 
@@ -103,23 +108,33 @@ class BaselineConfig:
     ridge: NonNegative = 1e-6  # relative to the mean diagonal of G^T G
     stride: PositiveInt = 1  # use every n-th training frame
     points: Annotated[int, Range(ge=2)] = 2000  # rows of the LAMMPS table
+    # also fit the classical many-body model: pair tables + a local-density potential
+    local_density: bool = False
+    ld_width: Positive = 1.5  # Å, R2 - R1 of the LD indicator (R2: first minimum of g(r))
+    ld_nodes: Annotated[int, Range(ge=4)] = 40  # grid nodes of F'(rho)
 
 
 def fit_pair_forces(frames, type_names: list[str], cutoff: float, dr: float = 0.1,
-                    ridge: float = 1e-6, progress: bool = False) -> PairForceTable:
+                    ridge: float = 1e-6, progress: bool = False,
+                    local_density: LocalDensity | None = None) -> PairForceTable:
     """Force-match tabulated pair forces to ``frames``.
 
     ``frames`` yields (positions (n, 3), forces (n, 3), box (3, 3), bead_types (n,)), e.g.
     :func:`dataset_frames`.  ``ridge`` is relative to the mean diagonal of G^T G.
+    ``local_density``: also fit the F'(rho) of this LD potential (its cutoffs and rho grid;
+    R2 <= ``cutoff``) in the same least squares: the pair + LD model.
     """
+    if local_density is not None and local_density.r2 > cutoff:
+        raise ConfigError(f"local density R2 = {local_density.r2} Å exceeds the cutoff {cutoff} Å")
+    n_ld = 0 if local_density is None else len(local_density.rho) - 2
     n_types = len(type_names)
     n_pairs = len(type_pairs(n_types))
     grid = np.arange(0.0, cutoff + 0.5 * dr, dr)
     grid[-1] = cutoff
     k_free = len(grid) - 1  # last point (the cutoff) is fixed at f = 0
     m = n_pairs * k_free
-    gtg = np.zeros((m, m))
-    gtf = np.zeros(m)
+    gtg = np.zeros((m + n_ld, m + n_ld))
+    gtf = np.zeros(m + n_ld)
     samples = np.zeros((n_pairs, len(grid)))
     n_frames = 0
     iterator = frames
@@ -148,6 +163,9 @@ def fit_pair_forces(frames, type_names: list[str], cutoff: float, dr: float = 0.
                 flat.append((i[free] * 3 + c) * m + col)
                 vals.append(weight[free] * unit[free, c])
         g = np.bincount(np.concatenate(flat), np.concatenate(vals), minlength=n * 3 * m).reshape(n * 3, m)
+        if n_ld:
+            near = r < local_density.r2
+            g = np.hstack([g, ld_basis_rows(local_density, i[near], j[near], d[near], n)])
         gtg += g.T @ g
         gtf += g.T @ np.asarray(forces, dtype=np.float64).reshape(-1)
         n_frames += 1
@@ -155,9 +173,13 @@ def fit_pair_forces(frames, type_names: list[str], cutoff: float, dr: float = 0.
         raise DataError("no frames to fit")
     diag = np.diag(gtg)
     scale = diag[diag > 0].mean() if np.any(diag > 0) else 1.0
-    coef = np.linalg.solve(gtg + ridge * scale * np.eye(m), gtf)
+    coef = np.linalg.solve(gtg + ridge * scale * np.eye(m + n_ld), gtf)
     f = np.zeros((n_pairs, len(grid)))
-    f[:, :k_free] = coef.reshape(n_pairs, k_free)
+    f[:, :k_free] = coef[:m].reshape(n_pairs, k_free)
+    fitted_ld = None
+    if n_ld:
+        fitted_ld = LocalDensity(local_density.r1, local_density.r2, local_density.rho,
+                                 np.concatenate([[0.0], coef[m:], [0.0]]))
     # below the first well-sampled grid point the coefficients are ridge noise: replace them by
     # a repulsive wall that continues the fitted force with at least its own steepness
     r_inner = np.full(n_pairs, float(cutoff))
@@ -171,11 +193,33 @@ def fit_pair_forces(frames, type_names: list[str], cutoff: float, dr: float = 0.
         r_inner[q] = grid[k0]
         if k0 + 1 < len(grid):
             slope[q] = max(MIN_WALL_SLOPE, -(f[q, k0 + 1] - f[q, k0]) / (grid[k0 + 1] - grid[k0]))
-    table = PairForceTable(list(type_names), float(cutoff), grid, f, r_inner, slope)
+    table = PairForceTable(list(type_names), float(cutoff), grid, f, r_inner, slope, fitted_ld)
     for q in range(n_pairs):
         below = grid < r_inner[q]
         f[q, below] = table.force(q, grid[below])
     return table
+
+
+def local_density_for(datasets, cutoff: float, config: BaselineConfig) -> LocalDensity:
+    """An LD potential shaped on the training data: R2 at the first minimum of the all-pairs
+    g(r) (the first coordination shell), R1 = R2 - ld_width; the rho grid from 0 to 1.5x the
+    largest local density in the data, so LAMMPS's end clamps (F' = 0) lie outside it."""
+    from .analysis import PairHistogram
+
+    hist = PairHistogram(1, min(cutoff, 12.0), 0.1)
+    for ds in datasets:
+        step = max(1, ds.n_frames // 50)
+        hist.add(ds.positions[::step], ds.boxes[::step], np.zeros(ds.n_beads, dtype=int))
+    r, g = hist.r, hist.g()[0, 0]
+    r1, r2 = choose_ld_cutoffs(r, g, config.ld_width)
+    probe = LocalDensity(r1, min(r2, cutoff), np.linspace(0.0, 1.0, 3))
+    rho_max = 0.0
+    for ds in datasets:
+        for k in range(0, ds.n_frames, max(1, ds.n_frames // 20)):
+            gr = periodic_graph(ds.positions[k], ds.boxes[k], ds.bead_types, probe.r2)
+            rho = probe.densities(gr.pair_first, np.linalg.norm(gr.pair_vec, axis=1), ds.n_beads)
+            rho_max = max(rho_max, float(rho.max()))
+    return LocalDensity(r1, probe.r2, np.linspace(0.0, 1.5 * rho_max, config.ld_nodes))
 
 
 def dataset_frames(dataset, frames=None):
@@ -227,7 +271,12 @@ def write_table(table: PairForceTable, path: str | os.PathLike, n_points: int = 
         lines += [f"{k + 1} {rk:.10g} {uk:.12g} {fk:.12g}" for k, (rk, uk, fk) in enumerate(zip(r, u, f))]
         lines.append("")
     write_text_atomic(table_path, "\n".join(lines))
-    desc = {"kind": DESCRIPTOR_KIND, "type_names": table.type_names, "cutoff": table.cutoff,
+    ld_extra = {}
+    if table.local_density is not None:
+        ld_path = path.with_suffix(".ld")
+        write_ld_file(table.local_density, len(table.type_names), ld_path)
+        ld_extra = {"local_density": table.local_density.to_dict(), "ld_file": ld_path.name}
+    desc = {"kind": DESCRIPTOR_KIND, **ld_extra, "type_names": table.type_names, "cutoff": table.cutoff,
             "table": table_path.name, "n_points": n_points, "r_lo": r_lo, "sections": sections,
             "r": table.r.tolist(), "f": table.f.tolist(), "r_inner": table.r_inner.tolist(),
             "wall_slope": table.wall_slope.tolist(),
@@ -241,24 +290,34 @@ def read_descriptor(path: str | os.PathLike) -> dict:
     if desc.get("kind") != DESCRIPTOR_KIND:
         raise DataError(f"{path} is not a hipcg baseline descriptor (kind {desc.get('kind')!r})")
     desc["table_path"] = str((path.parent / desc["table"]).resolve())
+    if desc.get("ld_file"):
+        desc["ld_path"] = str((path.parent / desc["ld_file"]).resolve())
     return desc
 
 
 def load_baseline(path: str | os.PathLike) -> PairForceTable:
     desc = read_descriptor(path)
+    ld = desc.get("local_density")
     return PairForceTable(desc["type_names"], desc["cutoff"], np.asarray(desc["r"]),
                           np.asarray(desc["f"]), np.asarray(desc["r_inner"]),
-                          np.asarray(desc["wall_slope"]))
+                          np.asarray(desc["wall_slope"]),
+                          LocalDensity.from_dict(ld) if ld else None)
 
 
 def table_pair_lines(desc: dict, type_names: list[str]) -> list[str]:
     """pair_style table lines for LAMMPS types named ``type_names`` (LAMMPS type k+1 = names[k])."""
     order = {name: k for k, name in enumerate(desc["type_names"])}
-    lines = ["# the baseline: pairwise force-matched tables (hipcg baseline)",
-             f"pair_style table linear {desc['n_points']}"]
+    ld = desc.get("ld_path")
+    table = "table" if ld else ""  # hybrid/overlay names the sub-style in pair_coeff
+    lines = ["# the baseline: force-matched pair tables (+ a local-density term) (hipcg baseline)",
+             f"pair_style hybrid/overlay table linear {desc['n_points']} local/density" if ld
+             else f"pair_style table linear {desc['n_points']}"]
     for a in range(len(type_names)):
         for b in range(a, len(type_names)):
             x, y = sorted((type_names[a], type_names[b]), key=lambda n: order[n])
             section = desc["sections"][f"{x}-{y}"]
-            lines.append(f"pair_coeff {a + 1} {b + 1} {desc['table_path']} {section} {desc['cutoff']}")
+            lines.append(" ".join(filter(None, [f"pair_coeff {a + 1} {b + 1}", table, desc["table_path"],
+                                                 section, str(desc["cutoff"])])))
+    if ld:
+        lines.append(f"pair_coeff * * local/density {ld}")
     return lines

@@ -165,8 +165,6 @@ def _train_config(spec: PipelineSpec, section: dict, datasets: dict[str, str] | 
 
 def run_train(ctx: StageContext) -> dict:
     """Force-match HIP-NN-TS (resuming from its checkpoint after a kill) and the pairwise baseline."""
-    from .baseline import dataset_frames, fit_pair_forces, write_table
-    from .data import load_dataset
     from .train import CHECKPOINT, train
 
     spec: PipelineSpec = ctx.pipeline.spec
@@ -180,18 +178,33 @@ def run_train(ctx: StageContext) -> dict:
                "metrics": result.metrics, "prior": result.prior, "seconds": result.seconds}
     baseline = from_dict(BaselineConfig, spec.baseline, "baseline")
     if baseline.enabled:
-        train_sets = [load_dataset(datasets[sp.name]) for sp in spec.state_points if sp.role == "train"]
+        outputs.update(_fit_baselines(ctx, spec, baseline, datasets, config.model.cutoff))
+    return outputs
 
-        def frames():
-            for ds in train_sets:
-                yield from dataset_frames(ds, range(0, ds.n_frames, baseline.stride))
 
-        table = fit_pair_forces(frames(), train_sets[0].type_names, config.model.cutoff,
-                                dr=baseline.dr, ridge=baseline.ridge, progress=True)
-        outputs["baseline"] = str(write_table(table, ctx.directory / "baseline" / "baseline.json",
-                                              n_points=baseline.points, overwrite=True,
-                                              info={"trained_on": [sp.name for sp in spec.state_points
-                                                                   if sp.role == "train"]}))
+def _fit_baselines(ctx: StageContext, spec, baseline: BaselineConfig, datasets: dict[str, str],
+                   cutoff: float) -> dict:
+    """The classical models on the training frames: pairwise MS-CG and, when asked, pair +
+    local density (the LD cutoffs and density grid chosen on the same frames)."""
+    from .baseline import dataset_frames, fit_pair_forces, local_density_for, write_table
+    from .data import load_dataset
+
+    train_sets = [load_dataset(datasets[sp.name]) for sp in spec.state_points if sp.role == "train"]
+    trained_on = {"trained_on": [sp.name for sp in spec.state_points if sp.role == "train"]}
+
+    def frames():
+        for ds in train_sets:
+            yield from dataset_frames(ds, range(0, ds.n_frames, baseline.stride))
+
+    outputs = {}
+    kinds = [("baseline", None)]
+    if baseline.local_density:
+        kinds.append(("baseline_ld", local_density_for(train_sets, cutoff, baseline)))
+    for key, ld in kinds:
+        table = fit_pair_forces(frames(), train_sets[0].type_names, cutoff, dr=baseline.dr,
+                                ridge=baseline.ridge, progress=True, local_density=ld)
+        outputs[key] = str(write_table(table, ctx.directory / key / "baseline.json",
+                                       n_points=baseline.points, overwrite=True, info=trained_on))
     return outputs
 
 
@@ -208,6 +221,8 @@ def _models(ctx: StageContext) -> dict[str, str]:
     models = {"HIP-NN-TS": ctx.upstream["export"]["model"]}
     if ctx.upstream["train"].get("baseline"):
         models["pairwise MS-CG"] = ctx.upstream["train"]["baseline"]
+    if ctx.upstream["train"].get("baseline_ld"):
+        models["pair + local density"] = ctx.upstream["train"]["baseline_ld"]
     return models
 
 

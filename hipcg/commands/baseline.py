@@ -12,13 +12,14 @@ from ..errors import InputError
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..baseline import BaselineConfig, dataset_frames, fit_pair_forces, write_table
+    from ..baseline import (BaselineConfig, dataset_frames, fit_pair_forces, local_density_for,
+                            write_table)
     from ..config import from_args
     from ..data import load_dataset
 
     t0 = time.perf_counter()
-    settings = from_args(BaselineConfig, {"dr": args.dr, "ridge": args.ridge, "points": args.points},
-                         "baseline")
+    settings = from_args(BaselineConfig, {"dr": args.dr, "ridge": args.ridge, "points": args.points,
+                                          "ld_width": args.ld_width}, "baseline")
     if args.max_frames < 0:
         raise InputError(f"baseline --max-frames: must be >= 0 (got {args.max_frames})")
     cutoff = args.cutoff
@@ -40,7 +41,9 @@ def _run(args: argparse.Namespace) -> int:
             stride = max(1, d.n_frames // args.max_frames) if args.max_frames else 1
             yield from dataset_frames(d, range(0, d.n_frames, stride))
 
-    table = fit_pair_forces(frames(), names, cutoff, dr=settings.dr, ridge=settings.ridge, progress=True)
+    ld = local_density_for(datasets, cutoff, settings) if args.local_density else None
+    table = fit_pair_forces(frames(), names, cutoff, dr=settings.dr, ridge=settings.ridge, progress=True,
+                            local_density=ld)
     out = write_table(table, args.out, n_points=settings.points, overwrite=args.overwrite,
                       info={"datasets": [str(p) for p in args.data], "dr": args.dr, "ridge": args.ridge})
     print(f"baseline: {len(table.pairs)} pair table(s), cutoff {cutoff} Å -> {out} "
@@ -57,6 +60,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dr", type=float, default=0.1, help="grid spacing of the force basis, Å")
     p.add_argument("--ridge", type=float, default=1e-6, help="relative ridge regularisation")
     p.add_argument("--points", type=int, default=2000, help="table points")
+    p.add_argument("--local-density", action="store_true",
+                   help="also fit a local-density potential (pair_style hybrid/overlay table "
+                        "local/density): R2 at the first minimum of g(r), R1 = R2 - --ld-width")
+    p.add_argument("--ld-width", type=float, default=1.5, help="R2 - R1 of the LD indicator, Å")
     p.add_argument("--max-frames", dest="max_frames", type=int, default=0,
                    help="use at most about this many frames per dataset (0: all)")
     add_overwrite_flag(p, "existing table files")
