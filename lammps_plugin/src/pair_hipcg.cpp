@@ -11,12 +11,20 @@
             per-bead virial by splitting each pair's -r_ij (x) dE/dr_ij
             half and half.
 
+   Two backends evaluate the model on that graph: `torch` runs the
+   TorchScript module and differentiates it by autograd; `native` (the
+   default on CPU for HIP-NN models) runs hipnn_native.cpp, a fused C++
+   forward and analytic backward built from the module's own parameters and
+   checked against the TorchScript module on a test cluster at load time.
+
    Only beads within n_layers - 1 hops of a local bead pass through the
    network (see build_graph); several interaction layers need the ghost
    neighbour list and a ghost cutoff of at least n_layers * cutoff + skin.
 ------------------------------------------------------------------------- */
 
 #include "pair_hipcg.h"
+
+#include "hipnn_weights.h"
 
 #include <torch/csrc/autograd/autograd.h>
 #include <ATen/Parallel.h>
@@ -40,6 +48,8 @@
 #include <cstdlib>
 #include <fstream>
 #include <malloc.h>
+#include <omp.h>
+#include <random>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -91,9 +101,9 @@ PairHipcg::~PairHipcg()
   if (profile_ && profiled_calls_ > 0) {
     const double n = static_cast<double>(profiled_calls_);
     utils::logmesg(lmp, "pair hipcg profile (rank {}, {} calls, {:.0f} pairs/call): graph {:.3f} "
-                   "ms, forward {:.3f} ms, backward {:.3f} ms, forces+virial {:.3f} ms per call\n",
+                   "ms, model ({} backend, forward + backward) {:.3f} ms, forces+virial {:.3f} ms per call\n",
                    comm->me, profiled_calls_, profiled_pairs_ / n, 1e3 * time_graph_ / n,
-                   1e3 * time_forward_ / n, 1e3 * time_backward_ / n, 1e3 * time_scatter_ / n);
+                   use_native_ ? "native" : "torch", 1e3 * time_model_ / n, 1e3 * time_scatter_ / n);
   }
   if (allocated) {
     memory->destroy(setflag);
@@ -113,7 +123,7 @@ void PairHipcg::allocate()
     for (int j = i; j <= n; j++) setflag[i][j] = 0;
 }
 
-/* pair_style hipcg [device cpu|cuda|cuda:N] [threads N] */
+/* pair_style hipcg [backend native|torch] [device cpu|cuda|cuda:N] [threads N] */
 
 void PairHipcg::settings(int narg, char **arg)
 {
@@ -127,17 +137,131 @@ void PairHipcg::settings(int narg, char **arg)
       if (device_request_ != "cpu" && device_request_.rfind("cuda", 0) != 0)
         error->all(FLERR, "pair_style hipcg: device must be cpu, cuda or cuda:N, not '{}'",
                    device_request_);
+    } else if (key == "backend") {
+      backend_request_ = arg[iarg + 1];
+      if (backend_request_ != "native" && backend_request_ != "torch")
+        error->all(FLERR, "pair_style hipcg: backend must be native or torch, not '{}'",
+                   backend_request_);
     } else if (key == "threads") {
       torch_threads_ = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
       if (torch_threads_ < 1) error->all(FLERR, "pair_style hipcg: threads must be >= 1");
     } else {
-      error->all(FLERR, "pair_style hipcg: unknown keyword '{}' (allowed: device, threads)", key);
+      error->all(FLERR, "pair_style hipcg: unknown keyword '{}' (allowed: backend, device, "
+                 "threads)", key);
     }
     iarg += 2;
   }
+  if (backend_request_ == "native" && device_request_ != "cpu")
+    error->all(FLERR, "pair_style hipcg: backend native runs on the CPU only, not on device {}; "
+               "use backend torch (or no backend keyword) with a GPU",
+               device_request_);
   device_ = choose_device(device_request_);
   if (torch_threads_ > 0) at::set_num_threads(torch_threads_);
-  if (model_loaded_) model_.to(device_);
+  if (model_loaded_) {
+    model_.to(device_);
+    choose_backend();
+  }
+}
+
+/* Backend choice: native when asked for, or by default on the CPU when the model is a network
+   the native evaluator knows and it agrees with the TorchScript module on a test cluster;
+   torch otherwise.  Asked-for native that cannot run is an error naming the reason. */
+
+void PairHipcg::choose_backend()
+{
+  use_native_ = false;
+  native_.reset();
+  if (backend_request_ != "torch" && device_.type() == torch::kCPU) try_native();
+  if (comm->me == 0)
+    utils::logmesg(lmp, "pair hipcg: backend {}\n", use_native_ ? "native" : "torch");
+}
+
+void PairHipcg::try_native()
+{
+  std::string reason;
+  try {
+    const auto spec = hipcg_native::spec_from_module(model_, model_kind_,
+                                                     static_cast<int>(type_names_.size()),
+                                                     model_cutoff_);
+    native_ = hipcg_native::make_evaluator(spec, dtype_ == torch::kFloat32);
+    native_self_check(reason);
+  } catch (const hipcg_native::Unsupported &e) {
+    reason = e.what();
+  } catch (const std::exception &e) {
+    reason = std::string("native evaluator failed to build: ") + e.what();
+  }
+  if (reason.empty()) {
+    use_native_ = true;
+  } else {
+    native_.reset();
+    if (backend_request_ == "native")
+      error->all(FLERR, "pair_style hipcg backend native: model '{}' cannot be evaluated "
+                 "natively: {}", model_path_, reason);
+    if (comm->me == 0)
+      error->warning(FLERR, "pair_style hipcg: model '{}' runs on backend torch, the native "
+                     "evaluator cannot take it: {}", model_path_, reason);
+  }
+}
+
+/* Native and TorchScript on the same random cluster (half of the nodes seeded, as local beads
+   are): a parameter the loader misread, or a model detail it does not know, shows here. */
+
+void PairHipcg::native_self_check(std::string &why)
+{
+  const int max_nodes = 14, n_types = static_cast<int>(type_names_.size());
+  // beads no closer than 0.35 cutoff: a repulsive prior at tiny distances would dwarf the
+  // network's energies and hide a disagreement in them
+  std::mt19937_64 gen(12345);
+  std::uniform_real_distribution<double> uniform(0.0, 1.2 * model_cutoff_);
+  const double min_sq = 0.35 * 0.35 * model_cutoff_ * model_cutoff_;
+  std::vector<double> pos;
+  for (int attempt = 0; attempt < 100000 && static_cast<int>(pos.size()) < 3 * max_nodes; attempt++) {
+    const double trial[3] = {uniform(gen), uniform(gen), uniform(gen)};
+    bool clear = true;
+    for (size_t k = 0; clear && k < pos.size(); k += 3) {
+      const double dx = pos[k] - trial[0], dy = pos[k + 1] - trial[1], dz = pos[k + 2] - trial[2];
+      clear = dx * dx + dy * dy + dz * dz >= min_sq;
+    }
+    if (clear) pos.insert(pos.end(), trial, trial + 3);
+  }
+  const int n_nodes = static_cast<int>(pos.size() / 3);    // 14 in practice (packing 0.18)
+  n_nodes_ = n_nodes;
+  node_species_.resize(n_nodes);
+  for (int i = 0; i < n_nodes; i++) node_species_[i] = i % n_types;
+  pair_first_node_.clear();
+  pair_second_node_.clear();
+  pair_vec_.clear();
+  for (int i = 0; i < n_nodes; i++)
+    for (int j = 0; j < n_nodes; j++) {
+      double d[3], r2 = 0.0;
+      for (int a = 0; a < 3; a++) {
+        d[a] = pos[3 * j + a] - pos[3 * i + a];
+        r2 += d[a] * d[a];
+      }
+      if (i == j || r2 >= model_cutoff_ * model_cutoff_) continue;
+      pair_first_node_.push_back(i);
+      pair_second_node_.push_back(j);
+      pair_vec_.insert(pair_vec_.end(), d, d + 3);
+    }
+  std::vector<double> e_torch, g_torch, e_native, g_native;
+  const int n_seed = n_nodes / 2;
+  evaluate_torch(n_seed, e_torch, g_torch);
+  evaluate_native(n_seed, e_native, g_native);
+  auto rel = [](const std::vector<double> &a, const std::vector<double> &b, size_t n) {
+    double diff = 0.0, scale = 0.0;
+    for (size_t k = 0; k < n; k++) {
+      diff = std::max(diff, std::fabs(a[k] - b[k]));
+      scale = std::max(scale, std::fabs(b[k]));
+    }
+    return scale > 0.0 ? diff / scale : diff;
+  };
+  const double err_e = rel(e_native, e_torch, n_nodes);
+  const double err_g = rel(g_native, g_torch, g_torch.size());
+  const double tol = dtype_ == torch::kFloat32 ? 1e-3 : 1e-8;
+  if (!(err_e <= tol && err_g <= tol))
+    why = fmt::format("it disagrees with the TorchScript module on the load-time test cluster "
+                      "(relative error: energies {:.2g}, gradients {:.2g}; tolerance {:.0g})",
+                      err_e, err_g, tol);
 }
 
 torch::Device PairHipcg::choose_device(const std::string &request)
@@ -234,6 +358,7 @@ void PairHipcg::load_model(const std::string &path)
     model_cutoff_ = meta.at("cutoff").get<double>();
     n_interaction_layers_ = meta.at("n_interaction_layers").get<int>();
     model_units_ = meta.at("units").get<std::string>();
+    model_kind_ = meta.value("model", std::string());
     const std::string dtype = meta.at("dtype").get<std::string>();
     if (dtype == "float64")
       dtype_ = torch::kFloat64;
@@ -257,6 +382,7 @@ void PairHipcg::load_model(const std::string &path)
   model_.to(device_);
   model_loaded_ = true;
   ghostneigh = (n_interaction_layers_ > 1) ? 1 : 0;
+  choose_backend();
 
   if (comm->me == 0)
     utils::logmesg(lmp, "pair hipcg: model {} ({} types, cutoff {} , {} interaction layer(s), "
@@ -372,47 +498,73 @@ void PairHipcg::build_graph()
     if (node < 0) node = n_real + (-node - 1);
 }
 
+/* TorchScript backend: forward, then autograd of the seeded energy w.r.t. the pair vectors.
+   Fills node_energy (n_nodes_, float64) and grad (3 x pairs, float64). */
+
+void PairHipcg::evaluate_torch(int n_seed, std::vector<double> &node_energy,
+                               std::vector<double> &grad)
+{
+  const int64_t n_pairs = static_cast<int64_t>(pair_first_node_.size());
+  const auto long_cpu = torch::TensorOptions().dtype(torch::kInt64);
+  torch::Tensor species = torch::from_blob(node_species_.data(), {n_nodes_}, long_cpu).to(device_);
+  torch::Tensor first = torch::from_blob(pair_first_node_.data(), {n_pairs}, long_cpu).to(device_);
+  torch::Tensor second = torch::from_blob(pair_second_node_.data(), {n_pairs}, long_cpu).to(device_);
+  // pair vectors are formed in float64 and only then cast to the model's precision
+  torch::Tensor pair_vec = torch::from_blob(pair_vec_.data(), {n_pairs, 3}, torch::kFloat64)
+                               .to(device_, dtype_)
+                               .requires_grad_(true);
+  torch::Tensor energy = model_.forward({species, first, second, pair_vec}).toTensor();
+  if (energy.dim() != 1 || energy.size(0) != n_nodes_)
+    throw std::runtime_error("the model returned " + std::to_string(energy.numel()) +
+                             " energies for " + std::to_string(n_nodes_) +
+                             " graph nodes (expected a 1-d tensor, one energy per node)");
+  torch::Tensor seeded = energy.narrow(0, 0, n_seed).sum();
+  auto grads = torch::autograd::grad({seeded}, {pair_vec}, {}, false, false, true);
+  torch::Tensor g = grads[0].defined() ? grads[0] : torch::zeros_like(pair_vec);
+  g = g.to(torch::kCPU, torch::kFloat64).contiguous();
+  energy = energy.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+  node_energy.assign(energy.data_ptr<double>(), energy.data_ptr<double>() + n_nodes_);
+  grad.assign(g.data_ptr<double>(), g.data_ptr<double>() + 3 * n_pairs);
+}
+
+void PairHipcg::evaluate_native(int n_seed, std::vector<double> &node_energy,
+                                std::vector<double> &grad)
+{
+  hipcg_native::Graph graph;
+  graph.n_nodes = n_nodes_;
+  graph.species = node_species_.data();
+  graph.n_pairs = static_cast<int64_t>(pair_first_node_.size());
+  graph.first = pair_first_node_.data();
+  graph.second = pair_second_node_.data();
+  graph.vec = pair_vec_.data();
+  node_energy.resize(n_nodes_);
+  grad.resize(3 * graph.n_pairs);
+  const int threads = torch_threads_ > 0 ? torch_threads_ : omp_get_max_threads();
+  native_->evaluate(graph, n_seed, threads, node_energy.data(), grad.data());
+}
+
 void PairHipcg::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
   const auto t0 = Clock::now();
   build_graph();
   const auto t1 = Clock::now();
-  auto t2 = t1, t3 = t1;
 
   const int nlocal = atom->nlocal;
   const int64_t n_pairs = static_cast<int64_t>(pair_first_atom_.size());
-  const auto long_cpu = torch::TensorOptions().dtype(torch::kInt64);
-
-  torch::Tensor node_energy, grad;
   try {
-    torch::Tensor species = torch::from_blob(node_species_.data(), {n_nodes_}, long_cpu).to(device_);
-    torch::Tensor first = torch::from_blob(pair_first_node_.data(), {n_pairs}, long_cpu).to(device_);
-    torch::Tensor second = torch::from_blob(pair_second_node_.data(), {n_pairs}, long_cpu).to(device_);
-    // pair vectors are formed in float64 and only then cast to the model's precision
-    torch::Tensor pair_vec = torch::from_blob(pair_vec_.data(), {n_pairs, 3}, torch::kFloat64)
-                                 .to(device_, dtype_)
-                                 .requires_grad_(true);
-
-    node_energy = model_.forward({species, first, second, pair_vec}).toTensor();
-    t2 = Clock::now();
-    if (node_energy.dim() != 1 || node_energy.size(0) != n_nodes_)
-      throw std::runtime_error("the model returned " + std::to_string(node_energy.numel()) +
-                               " energies for " + std::to_string(n_nodes_) +
-                               " graph nodes (expected a 1-d tensor, one energy per node)");
-    torch::Tensor local_energy = node_energy.narrow(0, 0, nlocal).sum();
-    auto grads = torch::autograd::grad({local_energy}, {pair_vec}, {}, false, false, true);
-    grad = grads[0].defined() ? grads[0] : torch::zeros_like(pair_vec);
-    grad = grad.to(torch::kCPU, torch::kFloat64).contiguous();
-    node_energy = node_energy.detach().narrow(0, 0, nlocal).to(torch::kCPU, torch::kFloat64).contiguous();
-    t3 = Clock::now();
+    if (use_native_)
+      evaluate_native(nlocal, node_energy_, grad_);
+    else
+      evaluate_torch(nlocal, node_energy_, grad_);
   } catch (const std::exception &e) {
-    error->one(FLERR, "pair hipcg: evaluating model '{}' failed on step {}: {}", model_path_,
-               update->ntimestep, e.what());
+    error->one(FLERR, "pair hipcg: evaluating model '{}' ({} backend) failed on step {}: {}",
+               model_path_, use_native_ ? "native" : "torch", update->ntimestep, e.what());
   }
+  const auto t2 = Clock::now();
 
-  const double *g = grad.data_ptr<double>();
-  const double *e = node_energy.data_ptr<double>();
+  const double *g = grad_.data();
+  const double *e = node_energy_.data();
   double **f = atom->f;
 
   double energy = 0.0;
@@ -454,9 +606,8 @@ void PairHipcg::compute(int eflag, int vflag)
   if (profile_) {
     const auto t4 = Clock::now();
     time_graph_ += std::chrono::duration<double>(t1 - t0).count();
-    time_forward_ += std::chrono::duration<double>(t2 - t1).count();
-    time_backward_ += std::chrono::duration<double>(t3 - t2).count();
-    time_scatter_ += std::chrono::duration<double>(t4 - t3).count();
+    time_model_ += std::chrono::duration<double>(t2 - t1).count();
+    time_scatter_ += std::chrono::duration<double>(t4 - t2).count();
     profiled_calls_++;
     profiled_pairs_ += n_pairs;
   }

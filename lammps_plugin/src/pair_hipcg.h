@@ -10,6 +10,9 @@
 
 #include "pair.h"
 
+#include "hipnn_native.h"
+
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -30,6 +33,11 @@ class PairHipcg : public Pair {
   void load_model(const std::string &path);
   torch::Device choose_device(const std::string &request);
   void build_graph();
+  void choose_backend();
+  void try_native();
+  void native_self_check(std::string &why_not);    // empty why_not: native agrees with torch
+  void evaluate_torch(int n_seed, std::vector<double> &node_energy, std::vector<double> &grad);
+  void evaluate_native(int n_seed, std::vector<double> &node_energy, std::vector<double> &grad);
 
   // model and what its metadata says about it
   torch::jit::Module model_;
@@ -40,11 +48,18 @@ class PairHipcg : public Pair {
   int n_interaction_layers_ = 1;
   std::string model_units_;
   torch::Dtype dtype_ = torch::kFloat64;
+  std::string model_kind_;    // metadata "model", e.g. hipnn:HipnnQuad+prior
 
   // settings
   std::string device_request_ = "cpu";
   torch::Device device_ = torch::Device(torch::kCPU);
   int torch_threads_ = 0;    // 0: leave libtorch's default
+  std::string backend_request_ = "auto";    // auto | native | torch
+
+  // native evaluator (backend native): built from the model's own parameters at load time
+  std::unique_ptr<hipcg_native::Evaluator> native_;
+  bool use_native_ = false;
+  std::vector<double> node_energy_, grad_;    // per-step results of either backend
 
   std::vector<int64_t> lammps_to_model_type_;    // index: LAMMPS type (1-based)
 
@@ -61,7 +76,7 @@ class PairHipcg : public Pair {
   bool profile_ = false;
   long profiled_calls_ = 0;
   double profiled_pairs_ = 0.0;
-  double time_graph_ = 0.0, time_forward_ = 0.0, time_backward_ = 0.0, time_scatter_ = 0.0;
+  double time_graph_ = 0.0, time_model_ = 0.0, time_scatter_ = 0.0;
 };
 
 }    // namespace LAMMPS_NS

@@ -1,0 +1,28 @@
+/* -*- c++ -*- -----------------------------------------------------------
+   Element-wise kernels of the native evaluator that spend their time in libm
+   (exp, log1p, sin/cos).  hipnn_math.cpp alone is compiled with -ffast-math so
+   that GCC maps these loops onto glibc's vector math library (libmvec, <= 4 ulp);
+   everything that sums or reorders stays in hipnn_native.cpp under strict IEEE
+   rules.  The kernels are written to stay finite under -ffast-math (no inf or
+   NaN is ever formed).
+------------------------------------------------------------------------- */
+#ifndef HIPCG_HIPNN_MATH_H
+#define HIPCG_HIPNN_MATH_H
+
+namespace hipcg_native {
+
+// torch.nn.Softplus() (beta 1, threshold 20): y = x > 20 ? x : log1p(exp(x)), grad = dy/dx
+template <typename T> void softplus_rows(const T *x, T *y, T *grad, int n);
+
+// hippynn's inverse sensitivities times the cos^2 cutoff of one pair, and their r-derivatives:
+// s_nu = exp(-(1/r - inv_mu_nu)^2 sigma2_nu / 2) cut, for nu < n_sens; zero up to nsp
+template <typename T>
+void sensitivity_row(T r, T cut, T dcut, const T *inv_mu, const T *sigma2, int n_sens, int nsp, T *s,
+                     T *ds);
+
+// cos^2(pi r / (2 r_c)) and its r-derivative for n distances (zero at and beyond r_c)
+template <typename T> void cos2_cutoff(const T *r, long n, T cutoff, T *cut, T *dcut);
+
+}    // namespace hipcg_native
+
+#endif
