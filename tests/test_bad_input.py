@@ -277,3 +277,30 @@ def test_failed_run_exit_code_is_three():
     from hipcg.lammps.runner import LammpsError
 
     assert issubclass(LammpsError, RunError) and LammpsError.exit_code == RUN_FAILED == 3
+
+
+def test_a_killed_forced_stage_is_not_shown_as_done(tmp_path):
+    """`--from train` re-runs a finished stage; killed half-way, it (and every later stage)
+    must read 'interrupted', not 'done' over outputs that are half replaced."""
+    from hipcg.pipeline import STAGES, Pipeline, StageDef, run_pipeline
+
+    calls = []
+
+    def stage(name):
+        def run(ctx):
+            calls.append(name)
+            if name == "train" and calls.count("train") == 2:
+                raise KeyboardInterrupt  # the kill, in the middle of the forced re-run
+            return {"ok": name}
+        return run
+
+    (tmp_path / "p.yaml").write_text("x: 1\n")
+    pipeline = Pipeline(tmp_path / "p.yaml", {"x": 1}, tmp_path / "out",
+                        [StageDef(name, stage(name)) for name in STAGES])
+    run_pipeline(pipeline, log=lambda m: None)
+    assert all(state == "done" for _, state, _ in pipeline.status())
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(pipeline, from_stage="train", log=lambda m: None)
+    states = dict((s, st) for s, st, _ in pipeline.status())
+    assert states["map"] == "done" and states["train"] == "interrupted"
+    assert all(states[s] != "done" for s in STAGES[STAGES.index("train"):])
