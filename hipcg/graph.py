@@ -16,8 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from vesin import NeighborList
 
 
 @dataclass
@@ -45,6 +43,8 @@ def _search(positions, cell, cutoff: float, pbc, full_list: bool, quantities: st
     box) and triclinic cells work; positions need not be wrapped.  ``cell`` rows are the box
     vectors.  Results are copies: vesin's own arrays die with the NeighborList object.
     """
+    from vesin import NeighborList  # imports torch: kept out of the start-up of every command
+
     points = np.ascontiguousarray(positions, dtype=np.float64)
     box = np.ascontiguousarray(cell, dtype=np.float64)
     return NeighborList(cutoff=float(cutoff), full_list=full_list).compute(
@@ -91,9 +91,12 @@ class EnergyForces:
     node_energies: np.ndarray  # (n,)
 
 
-def evaluate(model: torch.nn.Module, graph: PairGraph, dtype: torch.dtype = torch.float64,
-             device: str | torch.device = "cpu") -> EnergyForces:
+def evaluate(model: "torch.nn.Module", graph: PairGraph, dtype: "torch.dtype | None" = None,  # None: float64
+             device: "str | torch.device" = "cpu") -> EnergyForces:
     """Energy, forces and virial of ``model`` on ``graph``, exactly as the LAMMPS plugin does."""
+    import torch  # here, not at module level: the pair search must not pull torch into start-up
+
+    dtype = torch.float64 if dtype is None else dtype  # default: float64
     species = torch.as_tensor(graph.species, device=device)
     first = torch.as_tensor(graph.pair_first, device=device)
     second = torch.as_tensor(graph.pair_second, device=device)
