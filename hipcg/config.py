@@ -94,7 +94,6 @@ Positive = Annotated[float, Range(gt=0)]
 NonNegative = Annotated[float, Range(ge=0)]
 PositiveInt = Annotated[int, Range(ge=1)]
 NonNegativeInt = Annotated[int, Range(ge=0)]
-Fraction = Annotated[float, Range(ge=0, le=1)]
 SafeName = Annotated[str, FileNameSafe()]
 
 
@@ -131,10 +130,6 @@ def load_yaml(path: str | Path, text: str | None = None, what: str = "YAML file"
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
 
 
-#: Per-dataclass value rules: {cls: {field: (predicate, message)}}, checked after conversion.
-Rules = dict[type, dict[str, tuple[typing.Callable[[Any], bool], str]]]
-
-
 def _describe(tp) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
@@ -153,13 +148,13 @@ def _describe(tp) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _convert(value: Any, tp, path: str, rules: Rules | None = None) -> Any:
+def _convert(value: Any, tp, path: str) -> Any:
     origin = typing.get_origin(tp)
     if tp is Any:
         return value
     if origin is Annotated:
         base, *checks = typing.get_args(tp)
-        value = _convert(value, base, path, rules)
+        value = _convert(value, base, path)
         for check in checks:
             if value is not None and hasattr(check, "check"):
                 check.check(value, path)
@@ -170,13 +165,13 @@ def _convert(value: Any, tp, path: str, rules: Rules | None = None) -> Any:
             return None
         others = [a for a in args if a is not type(None)]
         if len(others) == 1:  # X | None: X's own message (its range, its allowed values)
-            return _convert(value, others[0], path, rules)
+            return _convert(value, others[0], path)
         errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
-                return _convert(value, arg, path, rules)
+                return _convert(value, arg, path)
             except ConfigError as err:
                 errors.append(str(err))
         raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
@@ -188,14 +183,14 @@ def _convert(value: Any, tp, path: str, rules: Rules | None = None) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
         (item,) = typing.get_args(tp)[:1] or (Any,)
-        return [_convert(v, item, f"{path}[{i}]", rules) for i, v in enumerate(value)]
+        return [_convert(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping, got {value!r}")
         _, vt = typing.get_args(tp) or (str, Any)
-        return {str(k): _convert(v, vt, f"{path}.{k}", rules) for k, v in value.items()}
+        return {str(k): _convert(v, vt, f"{path}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, path, rules)
+        return from_dict(tp, value, path)
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{path}: expected true or false, got {value!r}")
@@ -219,10 +214,15 @@ def _convert(value: Any, tp, path: str, rules: Rules | None = None) -> Any:
     return value
 
 
-def from_dict(cls, data: dict | None, path: str, rules: Rules | None = None):
+def _join(path: str, key: str) -> str:
+    """``train.optimizer`` + ``lr`` -> ``train.optimizer.lr``; a top-level key stands alone."""
+    return f"{path}.{key}" if path else key
+
+
+def from_dict(cls, data: dict | None, path: str):
     """Build dataclass ``cls`` from ``data``; unknown keys and bad values raise ConfigError.
 
-    ``rules`` add value checks per dataclass and field (ranges, allowed strings).
+    Ranges and allowed values come from the fields' annotations (``Annotated``, ``Literal``).
     """
     data = {} if data is None else data
     if hasattr(cls, "upgrade_config"):  # old spellings of this section, renamed with a warning
@@ -234,17 +234,14 @@ def from_dict(cls, data: dict | None, path: str, rules: Rules | None = None):
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{path}.{unknown[0]}: unknown key; allowed keys are {sorted(fields)}")
+        raise ConfigError(f"{_join(path, unknown[0])}: unknown key; allowed keys are {sorted(fields)}")
     kwargs = {}
     for name, field in fields.items():
-        key_path = f"{path}.{name}" if path else name
+        key_path = _join(path, name)
         if name in data:
-            kwargs[name] = _convert(data[name], hints[name], key_path, rules)
+            kwargs[name] = _convert(data[name], hints[name], key_path)
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{key_path}: required key missing ({_describe(hints[name])})")
-    for name, (ok, message) in (rules or {}).get(cls, {}).items():
-        if name in kwargs and not ok(kwargs[name]):
-            raise ConfigError(f"{path}.{name}: {message} (got {kwargs[name]!r})")
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as err:
@@ -258,7 +255,7 @@ def check_fields(obj, path: str) -> None:
     (``__post_init__``), so a value is checked the same way whether it came from YAML or code."""
     hints = typing.get_type_hints(type(obj), include_extras=True)
     for f in dataclasses.fields(obj):
-        _check_value(getattr(obj, f.name), hints[f.name], f"{path}.{f.name}" if path else f.name)
+        _check_value(getattr(obj, f.name), hints[f.name], _join(path, f.name))
 
 
 def _check_value(value, tp, path: str) -> None:

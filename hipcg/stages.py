@@ -404,7 +404,7 @@ def load_pipeline(path: str | Path) -> Pipeline:
         spec = from_dict(PipelineSpec, data, "")
         validate(spec)
     except ConfigError as err:
-        raise PipelineConfigError(f"{path}: {str(err).lstrip('.')}") from err
+        raise PipelineConfigError(f"{path}: {err}") from err
     stages = [StageDef(name, STAGE_FUNCTIONS[name],
                        _reference_inputs_fingerprint if name == "reference" else (lambda p: None),
                        STAGE_SECTIONS.get(name, ()))

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .config import Positive, SafeName, from_dict
-
-ROLES = ("train", "test")
+from .config import Positive, SafeName
+from .errors import ConfigError
 
 # Spellings of earlier hipcg versions: train's {label, path, role: heldout}, evaluate's
 # {dataset, trained: bool}.  They still load, with a FutureWarning that names the key.
@@ -35,44 +34,42 @@ class StatePoint:
     def trained(self) -> bool:
         return self.role == "train"
 
-    @classmethod
-    def from_dict(cls, data: dict, path: str) -> "StatePoint":
-        return from_dict(cls, data, path)
-
     @staticmethod
     def upgrade_config(data, path: str):
         return upgrade(data, path)
 
 
-def upgrade(data, path: str):
-    """Rename a state point's old keys and values to today's (with a deprecation message)."""
-    if not isinstance(data, dict):
-        return data
+def _renamed(data: dict, path: str, warn) -> dict:
+    """``data`` with the old keys and role values in today's spelling; ``warn(old, new)`` is
+    told of each rename."""
     data = dict(data)
     if "label" in data and "role" not in data:
         data["role"] = "train"  # the old training section's default
     for old, new in _OLD_KEYS.items():
         if old in data and new not in data:
-            _deprecated(f"{path}.{old}", f"{path}.{new}")
+            warn(f"{path}.{old}", f"{path}.{new}")
             data[new] = data.pop(old)
     if "trained" in data and "role" not in data:
-        _deprecated(f"{path}.trained", f"{path}.role: train | test")
+        warn(f"{path}.trained", f"{path}.role: train | test")
         data["role"] = "train" if data.pop("trained") else "test"
     if data.get("role") in _OLD_ROLES:
-        _deprecated(f"{path}.role: {data['role']}", f"role: {_OLD_ROLES[data['role']]}")
+        warn(f"{path}.role: {data['role']}", f"role: {_OLD_ROLES[data['role']]}")
         data["role"] = _OLD_ROLES[data["role"]]
     return data
 
 
+def upgrade(data, path: str):
+    """Rename a state point's old keys and values to today's (with a deprecation message)."""
+    return _renamed(data, path, _deprecated) if isinstance(data, dict) else data
+
+
 def _deprecated(old: str, new: str) -> None:
     # FutureWarning, not DeprecationWarning: Python shows it to end users by default
-    warnings.warn(f"{old} is deprecated; write {new}", FutureWarning, stacklevel=4)
+    warnings.warn(f"{old} is deprecated; write {new}", FutureWarning, stacklevel=5)
 
 
 def check_state_points(points: list[StatePoint], path: str = "state_points",
                        need_train: bool = True) -> None:
-    from .errors import ConfigError
-
     names = [sp.name for sp in points]
     if not names:
         raise ConfigError(f"{path}: at least one state point is needed")
@@ -84,8 +81,6 @@ def check_state_points(points: list[StatePoint], path: str = "state_points",
 
 def dataset_path(sp: StatePoint) -> Path:
     if sp.dataset is None:
-        from .errors import ConfigError
-
         raise ConfigError(f"state point {sp.name}: no dataset (run the map stage, or give dataset:)")
     return Path(sp.dataset)
 
@@ -93,9 +88,4 @@ def dataset_path(sp: StatePoint) -> Path:
 def upgrade_record(record: dict) -> dict:
     """A state point as stored in a run or model file by any hipcg version, in today's keys
     (runs written before the rename say label/path/heldout); no warning: the user wrote none."""
-    out = dict(record)
-    for old, new in _OLD_KEYS.items():
-        if old in out and new not in out:
-            out[new] = out.pop(old)
-    out["role"] = _OLD_ROLES.get(out.get("role"), out.get("role"))
-    return out
+    return _renamed(record, "", lambda old, new: None)
