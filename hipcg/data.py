@@ -113,7 +113,7 @@ class CGDataset:
     def require_thermo(self, key: str, why: str) -> np.ndarray:
         """The per-frame ``thermo`` array ``key``, or a DatasetError naming the file and key."""
         if not self.thermo or key not in self.thermo:
-            source = self.metadata.get("path") or self.metadata.get("source", {}).get("trajectory")
+            source = (self.metadata.get("source") or {}).get("trajectory")
             reason = (self.metadata.get("thermo") or {}).get("reason", "")
             raise DatasetError(f"dataset{f' from {source}' if source else ''}: no per-frame "
                                f"'{key}' ({why} needs it){'; ' + reason if reason else ''}")
@@ -216,6 +216,7 @@ class DatasetWriter:
         self._tmpdir.mkdir()
         names = ["positions", "forces", "boxes"] + (["velocities"] if velocities else [])
         self._files = {name: open(self._tmpdir / f"{name}.raw", "wb") for name in names}
+        self._thermo: dict[str, np.ndarray] = {}  # per-frame arrays given by set_thermo
         self.closed = False
 
     def append(self, positions, forces, box, velocities=None) -> None:
@@ -256,7 +257,7 @@ class DatasetWriter:
                 fh.close()
             tmp = self._tmpdir / "dataset.npz"
             small = _small_arrays(*self._small, {**self.metadata, "n_frames": self.n_frames})
-            small.update({f"thermo_{k}": v for k, v in getattr(self, "_thermo", {}).items()})
+            small.update({f"thermo_{k}": v for k, v in self._thermo.items()})
             with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
                 for name in self._files:
                     per_frame = (3, 3) if name == "boxes" else (self.n_beads, 3)

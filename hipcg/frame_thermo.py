@@ -8,7 +8,7 @@ frames by timestep (LAMMPS) or time (GROMACS):
 * ``hipcg reference`` runs: their ``nvt_samples.dat`` (found next to the dump automatically);
 * a LAMMPS log (``thermo_style custom step vol temp press pxx pyy pzz pxy pxz pyz pe ke``;
   read with ``lammps.formats.LogFile``, the LAMMPS package's own parser);
-* a GROMACS energy file (``.edr``, read with ``pyedr`` when it is installed).
+* a GROMACS energy file (``.edr``, read with ``pyedr``).
 
 :data:`KEYS` are the dataset arrays this produces (``thermo_<key>`` in the .npz).
 """
@@ -111,12 +111,9 @@ def read_lammps_log(path: str | Path, units: str = "real") -> FrameThermo:
 
 def read_gromacs_edr(path: str | Path) -> FrameThermo:
     """A GROMACS energy file (times in ps, bar, kJ/mol, nm^3) through ``pyedr``."""
+    import pyedr
+
     path = Path(path)
-    try:
-        import pyedr
-    except ImportError:
-        raise DataError(f"{path}: reading GROMACS .edr files needs the pyedr package "
-                        "(pip install pyedr)") from None
     try:
         edr = pyedr.edr_to_dict(str(path))
     except Exception as err:  # noqa: BLE001
