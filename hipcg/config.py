@@ -27,8 +27,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 
-
-from .errors import ConfigError  # noqa: E402,F401  (the one definition; re-exported)
+from .errors import ConfigError  # the one definition; re-exported as hipcg.config.ConfigError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,14 +19,11 @@ import torch
 
 from . import UNITS, __version__
 from .atomic import atomic_path
+from .errors import ModelFileError, OutputExistsError  # ModelFileError is re-exported here
 
 METADATA_FILE = "hipcg_metadata.json"
 CONTRACT_VERSION = 1
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-from .errors import ModelFileError  # noqa: E402,F401  (the one definition; re-exported)
-from .errors import OutputExistsError
 
 
 @dataclass

@@ -31,12 +31,11 @@ from typing import Annotated, Literal
 import numpy as np
 
 from .atomic import write_json_atomic, write_text_atomic
+from .config import NonNegative, NonNegativeInt, Positive, PositiveInt, Range, check_fields
+from .errors import DataError, OutputExistsError, RunError
 from .lammps.data_file import write_lammps_data
 from .lammps.dump import read_dump, stack_positions
 from .lammps.runner import LammpsError, run_lammps
-from .errors import RunError
-from .config import NonNegative, NonNegativeInt, Positive, PositiveInt, Range, check_fields
-from .errors import DataError, OutputExistsError
 
 INPUT_NAME = "in.lammps"
 DATA_NAME = "data.lammps"
