@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import add_overwrite_flag
 
+from ..config import NonNegativeInt, Positive
 from ..errors import InputError
+
+
+@dataclass
+class _Flags:
+    """The command's own flags beside the baseline: section's, with their ranges."""
+
+    cutoff: Positive | None = None  # Å
+    max_frames: NonNegativeInt = 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -20,11 +30,8 @@ def _run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     settings = from_args(BaselineConfig, {"dr": args.dr, "ridge": args.ridge, "points": args.points,
                                           "ld_width": args.ld_width}, "baseline")
-    if args.max_frames < 0:
-        raise InputError(f"baseline --max-frames: must be >= 0 (got {args.max_frames})")
+    from_args(_Flags, {"cutoff": args.cutoff, "max_frames": args.max_frames}, "baseline")
     cutoff = args.cutoff
-    if cutoff is not None and not cutoff > 0:
-        raise InputError(f"baseline --cutoff: must be > 0 (got {cutoff})")
     datasets = [load_dataset(p) for p in args.data]
     if cutoff is None:
         if args.model is None:
@@ -45,7 +52,8 @@ def _run(args: argparse.Namespace) -> int:
     table = fit_pair_forces(frames(), names, cutoff, dr=settings.dr, ridge=settings.ridge, progress=True,
                             local_density=ld)
     out = write_table(table, args.out, n_points=settings.points, overwrite=args.overwrite,
-                      info={"datasets": [str(p) for p in args.data], "dr": args.dr, "ridge": args.ridge})
+                      info={"datasets": [str(p) for p in args.data], "dr": settings.dr,
+                            "ridge": settings.ridge})
     print(f"baseline: {len(table.pairs)} pair table(s), cutoff {cutoff} Å -> {out} "
           f"(+ {out.with_suffix('.table').name}) in {time.perf_counter() - t0:.1f} s")
     return 0
