@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hipcg.reference import ReferenceConfig, exit_on_sigterm, read_samples, run_reference
+from hipcg.frame_thermo import read_samples
+from hipcg.reference import ReferenceConfig, exit_on_sigterm, run_reference
 from hipcg.systems import load_system
 
 

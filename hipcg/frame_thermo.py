@@ -66,11 +66,22 @@ class FrameThermo:
         return out
 
 
+def read_samples(path: Path) -> np.ndarray:
+    """``fix print`` sample rows as a float array, one per step (a step written twice, as a
+    resumed run does at its restart step, counts once)."""
+    rows: dict[int, list[float]] = {}
+    for line in Path(path).read_text().splitlines():
+        parts = line.split()
+        if parts and not parts[0].startswith("#"):
+            rows.setdefault(int(parts[0]), [float(x) for x in parts])
+    return np.array([rows[k] for k in sorted(rows)]) if rows else np.zeros((0, 1))
+
+
 def read_reference_samples(path: str | Path) -> FrameThermo:
     """``nvt_samples.dat`` of a hipcg reference run (``fix print``; real units)."""
     path = Path(path)
     try:
-        data = np.loadtxt(path, comments="#", ndmin=2)
+        data = read_samples(path)
     except ValueError as err:
         raise DataError(f"{path}: unreadable samples: {err}") from None
     names = REFERENCE_COLUMNS[:data.shape[1]]  # runs of hipcg 0.1 have the first six only
