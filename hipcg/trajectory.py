@@ -292,15 +292,16 @@ def _guess_format(topology: Path, trajectory: Path | None) -> str:
 def _warn_partial_dump_frames(path: Path, n_read: int) -> None:
     """MDAnalysis silently skips a LAMMPS dump's last frame when it is cut mid-way (a killed
     run): count the frame headers ourselves and say how many frames were dropped."""
+    marker = b"ITEM: TIMESTEP"
     headers = 0
     with open(path, "rb") as fh:
         carry = b""
         while chunk := fh.read(1 << 24):
             block = carry + chunk
-            headers += block.count(b"ITEM: TIMESTEP")
-            carry = block[-13:]  # a header split across chunks is counted once, in the next block
-            headers -= carry.count(b"ITEM: TIMESTEP")
-        headers += carry.count(b"ITEM: TIMESTEP")
+            headers += block.count(marker)
+            # keep one byte less than a marker: a marker split across chunks is counted in the
+            # next block, and none can be counted twice
+            carry = block[-(len(marker) - 1):]
     if headers > n_read:
         warnings.warn(f"{path}: {headers - n_read} frame(s) at the end are incomplete (the run "
                       f"was cut while writing?) and were dropped; {n_read} frames used",

@@ -107,9 +107,8 @@ def train_epoch(model, optimizer, params, cache: GraphCache, batches, device, lo
                 grad_clip: float) -> float:
     """One optimiser pass over ``batches`` (a list, or a tqdm bar over it); the mean loss."""
     model.train()
-    bar = batches
     loss_sum, n_frames = 0.0, 0
-    for batch in bar:
+    for batch in batches:
         species, first, second, vec, ref = cache.batch(batch, device)
         pred = model_forces(model, species, first, second, vec, create_graph=True)
         value = force_loss(pred, ref, loss)
@@ -120,8 +119,8 @@ def train_epoch(model, optimizer, params, cache: GraphCache, batches, device, lo
         optimizer.step()
         loss_sum += float(value.detach()) * len(batch)
         n_frames += len(batch)
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{float(value.detach()):.4f}")
+        if hasattr(batches, "set_postfix"):
+            batches.set_postfix(loss=f"{float(value.detach()):.4f}")
     return loss_sum / max(n_frames, 1)
 
 
