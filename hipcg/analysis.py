@@ -184,6 +184,15 @@ class PairHistogram:
             self.pair_density += n_pairs / abs(np.linalg.det(box))
         return self
 
+    def __add__(self, other: "PairHistogram") -> "PairHistogram":
+        """The histogram of both sets of frames (counts and pair densities add: exact)."""
+        if (self.n_types, self.n_bins, self.bin_width) != (other.n_types, other.n_bins, other.bin_width):
+            raise ValueError("histograms on different types or bins cannot be added")
+        total = PairHistogram(self.n_types, self.r_max, self.bin_width)
+        total.counts = self.counts + other.counts
+        total.pair_density = self.pair_density + other.pair_density
+        return total
+
     @property
     def r(self) -> np.ndarray:
         """Bin centres, Å."""
@@ -224,13 +233,19 @@ def all_rdfs(positions_frames, boxes, bead_types, type_names, r_max, molecule_id
     """RDF of every bead-type pair present, keyed "A-B" (one pass over the frames)."""
     bead_types = np.asarray(bead_types)
     hist = PairHistogram(len(type_names), r_max, bin_width).add(positions_frames, boxes, bead_types, molecule_ids)
+    return rdfs_of(hist, bead_types, type_names, intermolecular=molecule_ids is not None)
+
+
+def rdfs_of(hist: PairHistogram, bead_types, type_names, intermolecular: bool) -> dict[str, RDF]:
+    """The :class:`RDF` of every bead-type pair present in a filled histogram, keyed "A-B"."""
+    bead_types = np.asarray(bead_types)
     g = hist.g()
     n_of = np.bincount(bead_types, minlength=len(type_names))
     out = {}
     for a, b in type_pairs(len(type_names)):
         if n_of[a] and n_of[b] and not (a == b and n_of[a] < 2):
-            res = RDF(hist.r, g[a, b], type_names[a], type_names[b], bin_width,
-                      intermolecular=molecule_ids is not None)
+            res = RDF(hist.r, g[a, b], type_names[a], type_names[b], hist.bin_width,
+                      intermolecular=intermolecular)
             out[res.label] = res
     return out
 
