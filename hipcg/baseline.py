@@ -33,6 +33,7 @@ from .analysis import type_pairs
 from .config import NonNegative, Positive, PositiveInt, Range
 from .errors import ConfigError, DataError, OutputExistsError
 from .graph import periodic_graph
+from .volume import VolumeFit, VolumeTerm, fit_to_datasets
 from .local_density import LocalDensity, basis_rows as ld_basis_rows, write_ld_file
 from .local_density import choose_cutoffs as choose_ld_cutoffs
 
@@ -57,6 +58,7 @@ class PairForceTable:
     r_inner: np.ndarray  # (P,) first well-sampled grid point per pair (below: a repulsive wall)
     wall_slope: np.ndarray | None = None  # (P,) -df/dr of the wall, kcal/(mol Å^2)
     local_density: LocalDensity | None = None  # the many-body LD term, when fitted with one
+    volume: VolumeTerm | None = None  # pressure matching's volume term (hipcg.volume)
 
     def __post_init__(self):
         if self.wall_slope is None:
@@ -75,8 +77,9 @@ class PairForceTable:
         wall = f_in + self.wall_slope[p] * (inner - r)  # continuous at r_inner
         return np.where(r < inner, wall, f)
 
-    def forces(self, positions: np.ndarray, box: np.ndarray, bead_types: np.ndarray) -> np.ndarray:
-        """CG forces on every bead of one frame, kcal/(mol Å)."""
+    def pair_scales(self, positions: np.ndarray, box: np.ndarray, bead_types: np.ndarray):
+        """(i, vec, s) over the frame's ordered pairs: bead i's force is sum s * vec, with
+        vec = x_j - x_i (pair tables and, when fitted, the local-density term)."""
         g = periodic_graph(positions, box, bead_types, self.cutoff)
         i, j, d = g.pair_first, g.pair_second, g.pair_vec
         r = np.linalg.norm(d, axis=1)
@@ -85,11 +88,23 @@ class PairForceTable:
         for q in np.unique(p):
             sel = p == q
             f[sel] = self.force(int(q), r[sel])
-        out = np.zeros((len(positions), 3))
-        np.add.at(out, i, -(f / r)[:, None] * d)  # d points from i to j: repulsion pushes i away
+        s = -f / r  # d points from i to j: repulsion (f > 0) pushes i away
         if self.local_density is not None:
-            out += self.local_density.forces(i, j, d, len(positions))
+            s = s + self.local_density.pair_scales(i, j, d, len(positions))
+        return i, d, s
+
+    def forces(self, positions: np.ndarray, box: np.ndarray, bead_types: np.ndarray) -> np.ndarray:
+        """CG forces on every bead of one frame, kcal/(mol Å)."""
+        i, d, s = self.pair_scales(positions, box, bead_types)
+        out = np.zeros((len(positions), 3))
+        np.add.at(out, i, s[:, None] * d)
         return out
+
+    def virial_trace(self, positions: np.ndarray, box: np.ndarray, bead_types: np.ndarray) -> float:
+        """W = sum_i x_i . F_i of the frame (kcal/mol): each ordered pair (i, j) and its twin
+        (j, i) add x_i . s d + x_j . s (-d) = -s |d|^2, i.e. -s |d|^2 / 2 per ordered pair."""
+        _, d, s = self.pair_scales(positions, box, bead_types)
+        return float(-0.5 * np.sum(s * np.einsum("ij,ij->i", d, d)))
 
 
 #: kcal/(mol Å^2): least slope of the repulsive wall below the sampled range.  Only reached
@@ -112,6 +127,9 @@ class BaselineConfig:
     local_density: bool = False
     ld_width: Positive = 1.5  # Å, R2 - R1 of the LD indicator (R2: first minimum of g(r))
     ld_nodes: Annotated[int, Range(ge=4)] = 40  # grid nodes of F'(rho)
+    # fit a volume term to the atomistic per-frame pressure (hipcg.volume); needs datasets
+    # with thermo_pressure; LAMMPS then runs it as pair_style hipcg/volume (the plugin)
+    pressure_matching: bool = False
 
 
 def fit_pair_forces(frames, type_names: list[str], cutoff: float, dr: float = 0.1,
@@ -200,6 +218,16 @@ def fit_pair_forces(frames, type_names: list[str], cutoff: float, dr: float = 0.
     return table
 
 
+def fit_volume(table: PairForceTable, datasets, stride: int = 1) -> VolumeFit:
+    """Pressure matching of fitted tables (Das & Andersen's volume term, fitted after the
+    forces): the term that brings the tables' virial pressure onto the atomistic pressure over
+    every ``stride``-th frame of ``datasets``; sets ``table.volume`` and returns the fit."""
+    fit = fit_to_datasets(lambda ds, k: table.virial_trace(ds.positions[k], ds.boxes[k], ds.bead_types),
+                          datasets, [range(0, ds.n_frames, stride) for ds in datasets])
+    table.volume = fit.term
+    return fit
+
+
 def local_density_for(datasets, cutoff: float, config: BaselineConfig) -> LocalDensity:
     """An LD potential shaped on the training data: R2 at the first minimum of the all-pairs
     g(r) (the first coordination shell), R1 = R2 - ld_width; the rho grid from 0 to 1.5x the
@@ -276,7 +304,8 @@ def write_table(table: PairForceTable, path: str | os.PathLike, n_points: int = 
         ld_path = path.with_suffix(".ld")
         write_ld_file(table.local_density, len(table.type_names), ld_path)
         ld_extra = {"local_density": table.local_density.to_dict(), "ld_file": ld_path.name}
-    desc = {"kind": DESCRIPTOR_KIND, **ld_extra, "type_names": table.type_names, "cutoff": table.cutoff,
+    volume = {"volume_term": table.volume.to_dict()} if table.volume is not None else {}
+    desc = {"kind": DESCRIPTOR_KIND, **ld_extra, **volume, "type_names": table.type_names, "cutoff": table.cutoff,
             "table": table_path.name, "n_points": n_points, "r_lo": r_lo, "sections": sections,
             "r": table.r.tolist(), "f": table.f.tolist(), "r_inner": table.r_inner.tolist(),
             "wall_slope": table.wall_slope.tolist(),
@@ -301,17 +330,27 @@ def load_baseline(path: str | os.PathLike) -> PairForceTable:
     return PairForceTable(desc["type_names"], desc["cutoff"], np.asarray(desc["r"]),
                           np.asarray(desc["f"]), np.asarray(desc["r_inner"]),
                           np.asarray(desc["wall_slope"]),
-                          LocalDensity.from_dict(ld) if ld else None)
+                          LocalDensity.from_dict(ld) if ld else None,
+                          VolumeTerm.from_dict(desc["volume_term"], str(path)) if desc.get("volume_term") else None)
 
 
-def table_pair_lines(desc: dict, type_names: list[str]) -> list[str]:
-    """pair_style table lines for LAMMPS types named ``type_names`` (LAMMPS type k+1 = names[k])."""
+def table_pair_lines(desc: dict, type_names: list[str], plugin: Path | None = None) -> list[str]:
+    """pair_style table lines for LAMMPS types named ``type_names`` (LAMMPS type k+1 = names[k]);
+    a local-density term and a volume term join through hybrid/overlay (the volume term is
+    ``pair_style hipcg/volume`` of the plugin, ``plugin``)."""
     order = {name: k for k, name in enumerate(desc["type_names"])}
     ld = desc.get("ld_path")
-    table = "table" if ld else ""  # hybrid/overlay names the sub-style in pair_coeff
-    lines = ["# the baseline: force-matched pair tables (+ a local-density term) (hipcg baseline)",
-             f"pair_style hybrid/overlay table linear {desc['n_points']} local/density" if ld
-             else f"pair_style table linear {desc['n_points']}"]
+    volume = VolumeTerm.from_dict(desc["volume_term"]) if desc.get("volume_term") else None
+    extra = (["local/density"] if ld else []) + (["hipcg/volume"] if volume else [])
+    table = "table" if extra else ""  # hybrid/overlay names the sub-style in pair_coeff
+    lines = ["# the baseline: force-matched pair tables (+ a local-density term, + a volume term) "
+             "(hipcg baseline)"]
+    if volume is not None:
+        if plugin is None:
+            raise ValueError("a baseline with a volume term needs the plugin (hipcg/volume)")
+        lines.append(f"plugin load {plugin}")
+    lines.append(" ".join(["pair_style hybrid/overlay table linear", str(desc["n_points"]), *extra])
+                 if extra else f"pair_style table linear {desc['n_points']}")
     for a in range(len(type_names)):
         for b in range(a, len(type_names)):
             x, y = sorted((type_names[a], type_names[b]), key=lambda n: order[n])
@@ -320,4 +359,7 @@ def table_pair_lines(desc: dict, type_names: list[str]) -> list[str]:
                                                  section, str(desc["cutoff"])])))
     if ld:
         lines.append(f"pair_coeff * * local/density {ld}")
+    if volume is not None:
+        lines.append(f"pair_coeff * * hipcg/volume {volume.p0:.10g} {volume.bulk:.10g} {volume.v0:.10g}"
+                     "  # volume term: p0 (atm), K (atm), v0 (Å^3 per bead)")
     return lines

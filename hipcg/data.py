@@ -60,6 +60,7 @@ class CGDataset:
     # per-frame atomistic thermodynamics (hipcg.frame_thermo.KEYS: volume, pressure,
     # pressure_tensor, potential_energy, ...), or None when the source had none
     thermo: dict[str, np.ndarray] | None = None
+    path: Path | None = None  # the file it was loaded from (for error messages; not stored)
 
     def __post_init__(self):
         self.positions = np.asarray(self.positions)
@@ -113,10 +114,13 @@ class CGDataset:
     def require_thermo(self, key: str, why: str) -> np.ndarray:
         """The per-frame ``thermo`` array ``key``, or a DatasetError naming the file and key."""
         if not self.thermo or key not in self.thermo:
-            source = (self.metadata.get("source") or {}).get("trajectory")
+            source = self.metadata.get("source")
+            source = source.get("trajectory") if isinstance(source, dict) else source
+            name = f"dataset {self.path}" if self.path else "dataset"
             reason = (self.metadata.get("thermo") or {}).get("reason", "")
-            raise DatasetError(f"dataset{f' from {source}' if source else ''}: no per-frame "
-                               f"'{key}' ({why} needs it){'; ' + reason if reason else ''}")
+            raise DatasetError(f"{name}{f' (from {source})' if source else ''}: no per-frame "
+                               f"'{key}' (key thermo_{key}; {why} needs it)"
+                               f"{'; ' + reason if reason else ''}")
         return self.thermo[key]
 
     def summary(self) -> str:
@@ -326,4 +330,4 @@ def load_dataset(path: str | os.PathLike) -> CGDataset:
             raise
         raise DatasetError(f"{path}: cannot read dataset: {err}") from None
     check_finite({**arrays, **{f"thermo_{k}": v for k, v in (thermo or {}).items()}}, path)
-    return CGDataset(type_names=type_names, metadata=meta, thermo=thermo, **arrays)
+    return CGDataset(type_names=type_names, metadata=meta, thermo=thermo, path=path, **arrays)

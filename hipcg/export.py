@@ -42,10 +42,13 @@ def export_model(model: torch.nn.Module, path: str | Path, type_names: list[str]
                  "versions": {"hipcg": __version__, "hippynn": hippynn.__version__,
                               "torch": torch.__version__},
                  **(info or {})}
+    volume = getattr(model, "volume", None)  # pressure matching's term: metadata, not the trace
     metadata = ModelMetadata(type_names=list(type_names), cutoff=config.cutoff,
                              n_interaction_layers=config.n_interaction_layers, dtype=dtype,
-                             model=f"hipnn:{config.network}" + ("+prior" if prior is not None else ""),
-                             info=meta_info)
+                             model=f"hipnn:{config.network}" + ("+prior" if prior is not None else "")
+                             + ("+volume" if volume is not None else ""),
+                             info=meta_info,
+                             volume_term=volume.term().to_dict() if volume is not None else None)
     traced = trace_model(model, config.cutoff, metadata.torch_dtype)
     return save_model(traced, path, metadata, overwrite=overwrite)
 
@@ -63,6 +66,7 @@ def export_run(run_dir: str | Path, path: str | Path, dtype: str = "float64",
     info = {"trained_on": [sp for sp in points if sp["role"] == "train"],
             "held_out": [sp for sp in points if sp["role"] != "train"],
             "metrics": record["metrics"], "best_epoch": record["best_epoch"],
+            "volume_fit": record.get("volume_term"),
             "train_dtype": record["train_dtype"]}
     return export_model(model, path, record["type_names"], HipnnConfig(**record["model_config"]),
                         dtype=dtype, info=info, overwrite=overwrite)

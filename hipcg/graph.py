@@ -113,3 +113,16 @@ def evaluate(model: "torch.nn.Module", graph: PairGraph, dtype: "torch.dtype | N
     virial = -(torch.as_tensor(graph.pair_vec).T @ grad)
     return EnergyForces(float(energy.detach().cpu()), forces.numpy(), virial.numpy(),
                         node_energy.detach().to("cpu", torch.float64).numpy())
+
+
+def with_volume_term(result: EnergyForces, term: "VolumeTerm | None", box: np.ndarray) -> EnergyForces:
+    """``result`` plus a model's volume term (:mod:`hipcg.volume`) for the frame's ``box``
+    (rows are the box vectors), as ``pair_style hipcg`` adds it: energy N u(V/N), an isotropic
+    virial, u(v) on every bead; forces are unchanged (the term depends on the volume only)."""
+    if term is None:
+        return result
+    n = len(result.node_energies)
+    volume = abs(float(np.linalg.det(np.asarray(box, dtype=np.float64))))
+    per_bead = float(term.energy(n, volume)) / n
+    return EnergyForces(result.energy + per_bead * n, result.forces,
+                        result.virial + term.virial(n, volume), result.node_energies + per_bead)

@@ -46,3 +46,8 @@ class GraphCache:
         forces = torch.cat([p[4] for p in parts])
         return (species.to(device), first.to(device), second.to(device), vec.to(device),
                 forces.to(device))
+
+    def pair_frame(self, refs: list, device: torch.device) -> torch.Tensor:
+        """For every pair of :meth:`batch` (same ``refs``), the index of its frame in ``refs``."""
+        counts = torch.as_tensor([len(self.get(r)[1]) for r in refs])
+        return torch.repeat_interleave(torch.arange(len(refs)), counts).to(device)

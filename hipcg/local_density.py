@@ -67,13 +67,16 @@ class LocalDensity:
     def fprime_at(self, rho: np.ndarray) -> np.ndarray:
         return np.interp(rho, self.rho, self.fprime, left=0.0, right=0.0)
 
-    def forces(self, first, second, vec, n_beads: int) -> np.ndarray:
-        """LD forces on every bead (kcal/(mol Å)); ``vec`` = x_second - x_first."""
+    def pair_scales(self, first, second, vec, n_beads: int) -> np.ndarray:
+        """Per ordered pair the s of f_i += s (x_j - x_i) (``vec`` = x_second - x_first)."""
         r = np.linalg.norm(vec, axis=1)
         fp = self.fprime_at(self.densities(first, r, n_beads))
-        scale = (fp[first] + fp[second]) * self.dphi(r) / r  # f_i += scale * (x_j - x_i)
+        return (fp[first] + fp[second]) * self.dphi(r) / r
+
+    def forces(self, first, second, vec, n_beads: int) -> np.ndarray:
+        """LD forces on every bead (kcal/(mol Å))."""
         out = np.zeros((n_beads, 3))
-        np.add.at(out, first, scale[:, None] * vec)
+        np.add.at(out, first, self.pair_scales(first, second, vec, n_beads)[:, None] * vec)
         return out
 
     def energy_table(self, n_points: int) -> tuple[np.ndarray, np.ndarray]:

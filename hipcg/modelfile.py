@@ -20,6 +20,7 @@ import torch
 from . import UNITS, __version__
 from .atomic import atomic_path
 from .errors import ModelFileError, OutputExistsError  # ModelFileError is re-exported here
+from .volume import VolumeTerm
 
 METADATA_FILE = "hipcg_metadata.json"
 CONTRACT_VERSION = 1
@@ -39,6 +40,8 @@ class ModelMetadata:
     format_version: int = CONTRACT_VERSION
     hipcg_version: str = __version__
     info: dict[str, Any] = field(default_factory=dict)  # provenance: training, versions, prior
+    # the pressure force matching cannot see (hipcg.volume.VolumeTerm.to_dict); None: no term
+    volume_term: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -51,6 +54,13 @@ class ModelMetadata:
             raise ModelFileError(f"cutoff must be > 0, got {self.cutoff}")
         if self.n_interaction_layers < 1:
             raise ModelFileError(f"n_interaction_layers must be >= 1, got {self.n_interaction_layers}")
+        if self.volume_term is not None:
+            self.volume_term = VolumeTerm.from_dict(self.volume_term, "metadata").to_dict()
+
+    @property
+    def volume(self) -> VolumeTerm | None:
+        """The model's volume term, if it has one (applied by pair_style hipcg)."""
+        return None if self.volume_term is None else VolumeTerm.from_dict(self.volume_term)
 
     @property
     def torch_dtype(self) -> torch.dtype:

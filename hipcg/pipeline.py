@@ -26,7 +26,7 @@ from . import __version__
 from .atomic import write_json_atomic, write_text_atomic
 from .errors import ConfigError, HipcgError, RunError
 
-STAGES = ("reference", "map", "train", "export", "simulate", "evaluate", "report")
+STAGES = ("reference", "map", "train", "export", "refine", "simulate", "evaluate", "report")
 RECORD = "stage.json"
 SHARED_KEYS = ("system", "state_points", "trajectories")  # every stage depends on these
 

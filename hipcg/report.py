@@ -142,6 +142,64 @@ def plot_errors_vs_temperature(table: list[dict], outdir: Path) -> Path:
     return path
 
 
+def plot_thermo_vs_temperature(table: list[dict], outdir: Path) -> Path | None:
+    """NPT density and NVT pressure against T, each model beside the atomistic reference."""
+    panels = [("density", "density_ref", "NPT density (g/cm³)"),
+              ("pressure", "pressure_nvt_ref", "NVT pressure (atm)")]
+    panels = [p for p in panels if any(r[p[0]] is not None for r in table)]
+    if not panels:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.4), squeeze=False)
+    models = list(dict.fromkeys(r["model"] for r in table))
+    for ax, (key, ref_key, label) in zip(axes[0], panels):
+        ref = sorted({(r["temperature"], r[ref_key]) for r in table if r[ref_key] is not None})
+        if ref:
+            ax.plot(*zip(*ref), "k-s", lw=1.5, ms=5, label="atomistic (mapped)")
+        for model in models:
+            rs = sorted((r for r in table if r["model"] == model), key=lambda r: r["temperature"])
+            (line,) = ax.plot([r["temperature"] for r in rs],
+                              [np.nan if r[key] is None else r[key] for r in rs], "-", lw=1, label=model)
+            for r in rs:
+                ax.plot(r["temperature"], np.nan if r[key] is None else r[key], "o",
+                        color=line.get_color(), ms=7, mfc=line.get_color() if r["trained"] else "white")
+        ax.set_xlabel("T (K)")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=7, title="filled: trained", title_fontsize=7)
+    fig.tight_layout()
+    path = outdir / "thermo_vs_temperature.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _refine_section(result: dict) -> list[str]:
+    """The volume terms and the self-consistent iterations (hipcg.refine), where there are any."""
+    body = []
+    for name, model in result["models"].items():
+        for h in (model.get("refine") or {}).get("history", []):
+            errs = h.get("density_error")
+            body.append([name, h["step"], _fmt(h.get("p0"), ".0f"), _fmt(h.get("bulk"), ".0f"),
+                         ", ".join(f"{100 * e:+.1f} %" for e in errs) if errs else "",
+                         ", ".join(_fmt(k * 1e5 if k else None, ".3g") for k in h.get("compressibility") or []),
+                         ", ".join(_fmt(p, ".0f") for p in h.get("pressure_cg") or [])])
+    if not body:
+        return []
+    lines = ["## Volume term and its self-consistent refinement", "",
+             "P_V(v) = p0 - K (v - v0)/v0 (docs/evaluation.md): `start` is the pressure-matched term, "
+             "`nvt` moves p0 by the NVT pressure error at the reference density, `nptN` are the NPT "
+             "iterations (density error and κ_T at the training state points, with the term they ran "
+             "with).", ""]
+    lines += _table(["model", "step", "p0 (atm)", "K (atm)", "NPT density error", "κ_T (1e-5/atm)",
+                     "NVT pressure (atm)"], body)
+    lines.append("")
+    return lines
+
+
 # --------------------------------------------------------------------------- text
 
 
@@ -185,7 +243,7 @@ def markdown(result: dict, table: list[dict], figures: list[Path]) -> str:
     lines.append("")
     lines += _structure_section(table)
     lines += _transferability_section(table)
-    lines += _density_section(table)
+    lines += _density_section(table) + _refine_section(result)
     # Diffusion
     lines += ["## Diffusion", "", "Self-diffusion from the MSD (Einstein), 1e-5 cm²/s.", ""]
     lines += _table(["state point", "trained", "model", "D CG", "D ref", "ratio", "steps/s"],
@@ -367,6 +425,7 @@ def write_report(result: dict | str | os.PathLike, outdir: str | os.PathLike, ov
     try:
         table = rows(result)
         figures = plot_rdfs(result, tmp) + [plot_errors_vs_temperature(table, tmp)]
+        figures += [p for p in [plot_thermo_vs_temperature(table, tmp)] if p is not None]
         md = markdown(result, table, figures)
         (tmp / "report.md").write_text(md)
         (tmp / "report.html").write_text(html_page(md, figures))

@@ -153,12 +153,12 @@ def _model_info(model: str | os.PathLike) -> dict:
 
         desc = read_descriptor(path)
         return {"kind": "baseline", "type_names": desc["type_names"], "cutoff": desc["cutoff"],
-                "layers": 1, "descriptor": desc}
+                "layers": 1, "descriptor": desc, "needs_plugin": bool(desc.get("volume_term"))}
     from .modelfile import read_metadata
 
     meta = read_metadata(path)
     return {"kind": "hipcg", "type_names": list(meta.type_names), "cutoff": meta.cutoff,
-            "layers": meta.n_interaction_layers}
+            "layers": meta.n_interaction_layers, "needs_plugin": True}
 
 
 def pair_lines(config: SimulationConfig, info: dict, type_names: list[str],
@@ -168,7 +168,7 @@ def pair_lines(config: SimulationConfig, info: dict, type_names: list[str],
     if info["kind"] == "baseline":
         from .baseline import table_pair_lines
 
-        return table_pair_lines(info["descriptor"], type_names)
+        return table_pair_lines(info["descriptor"], type_names, plugin)
     if plugin is None:
         raise ValueError("a hipcg model needs the plugin path (hipcg.lammps.plugin.build_plugin)")
     style = f"pair_style hipcg device {config.device} threads {config.threads}"
@@ -297,7 +297,7 @@ def write_inputs(config: SimulationConfig, start: StartStructure, workdir: str |
         if sel.any() and not np.allclose(start.masses[sel], type_masses[t]):
             raise DataError(f"beads of type {start.type_names[t]} have different masses")
     use_v = config.initial_velocities and start.velocities is not None
-    if plugin is None and info["kind"] == "hipcg":
+    if plugin is None and info["needs_plugin"]:
         from .lammps.plugin import build_plugin
 
         plugin = build_plugin()

@@ -48,6 +48,7 @@ class PipelineSpec:
     evaluate: dict = field(default_factory=dict)
     report: dict = field(default_factory=dict)
     baseline: dict = field(default_factory=dict)  # pairwise MS-CG baseline, fitted in the train stage
+    refine: dict = field(default_factory=dict)  # self-consistent volume term (hipcg.refine)
 
 
 @dataclass
@@ -175,7 +176,8 @@ def run_train(ctx: StageContext) -> dict:
     resume = ctx.resuming and (out_dir / CHECKPOINT).exists()
     result = train(config, resume=resume, overwrite=not resume)
     outputs = {"run_dir": str(out_dir), "epochs": result.epochs, "best_epoch": result.best_epoch,
-               "metrics": result.metrics, "prior": result.prior, "seconds": result.seconds}
+               "metrics": result.metrics, "prior": result.prior, "seconds": result.seconds,
+               "volume_fit": result.volume_fit}
     baseline = from_dict(BaselineConfig, spec.baseline, "baseline")
     if baseline.enabled:
         outputs.update(_fit_baselines(ctx, spec, baseline, datasets, config.model.cutoff))
@@ -186,7 +188,7 @@ def _fit_baselines(ctx: StageContext, spec, baseline: BaselineConfig, datasets: 
                    cutoff: float) -> dict:
     """The classical models on the training frames: pairwise MS-CG and, when asked, pair +
     local density (the LD cutoffs and density grid chosen on the same frames)."""
-    from .baseline import dataset_frames, fit_pair_forces, local_density_for, write_table
+    from .baseline import dataset_frames, fit_pair_forces, fit_volume, local_density_for, write_table
     from .data import load_dataset
 
     train_sets = [load_dataset(datasets[sp.name]) for sp in spec.state_points if sp.role == "train"]
@@ -203,6 +205,10 @@ def _fit_baselines(ctx: StageContext, spec, baseline: BaselineConfig, datasets: 
     for key, ld in kinds:
         table = fit_pair_forces(frames(), train_sets[0].type_names, cutoff, dr=baseline.dr,
                                 ridge=baseline.ridge, progress=True, local_density=ld)
+        if baseline.pressure_matching:
+            fit = fit_volume(table, train_sets, baseline.stride)
+            print(f"{key}: volume term p0 = {fit.term.p0:.1f} atm at {fit.term.v0:.2f} Å^3/bead, "
+                  f"K = {fit.term.bulk:.1f} atm (per-frame residual {fit.rmse:.0f} atm)")
         outputs[key] = str(write_table(table, ctx.directory / key / "baseline.json",
                                        n_points=baseline.points, overwrite=True, info=trained_on))
     return outputs
@@ -217,7 +223,37 @@ def run_export(ctx: StageContext) -> dict:
     return {"model": str(path), "dtype": section.dtype}
 
 
+def run_refine(ctx: StageContext) -> dict:
+    """Dunn & Noid's self-consistent step on every model with a volume term (hipcg.refine);
+    passes the models through unchanged when ``refine.enabled`` is false."""
+    from .data import load_dataset
+    from .evaluate import state_of
+    from .refine import RefineConfig, read_volume_term, refine
+
+    config = from_dict(RefineConfig, ctx.section, "refine")
+    models = _trained_models(ctx)
+    if not config.enabled:
+        return {"models": models, "refined": {}}
+    settings = _evaluation_settings(ctx.pipeline)
+    points = [sp for sp in _evaluation_points(ctx) if sp.role == "train"]
+    states = [(state_of(sp, ds), ds) for sp, ds in ((sp, load_dataset(sp.dataset)) for sp in points)]
+    refined = {}
+    for name, path in models.items():
+        if read_volume_term(Path(path)) is None:
+            print(f"refine: {name} has no volume term; left as it is")
+            continue
+        print(f"refine: {name}")
+        refined[name] = refine(Path(path), states, settings, config, ctx.directory / slug(name))
+        models[name] = refined[name]["model"]
+    return {"models": models, "refined": refined}
+
+
 def _models(ctx: StageContext) -> dict[str, str]:
+    """The models the CG runs use: as refined by the refine stage."""
+    return dict(ctx.upstream["refine"]["models"])
+
+
+def _trained_models(ctx: StageContext) -> dict[str, str]:
     models = {"HIP-NN-TS": ctx.upstream["export"]["model"]}
     if ctx.upstream["train"].get("baseline"):
         models["pairwise MS-CG"] = ctx.upstream["train"]["baseline"]
@@ -289,7 +325,9 @@ def run_evaluate(ctx: StageContext) -> dict:
     # the prior's parameters belong in the report next to the numbers they produced
     result["models"]["HIP-NN-TS"]["prior"] = ctx.upstream["train"].get("prior")
     result["models"]["HIP-NN-TS"]["training"] = {
-        k: ctx.upstream["train"].get(k) for k in ("epochs", "best_epoch", "metrics")}
+        k: ctx.upstream["train"].get(k) for k in ("epochs", "best_epoch", "metrics", "volume_fit")}
+    for name, record in ctx.upstream.get("refine", {}).get("refined", {}).items():
+        result["models"][name]["refine"] = record  # the self-consistent iterations
     from .evaluate import write_json
 
     path = write_json(result, ctx.directory / "evaluation.json")
@@ -305,9 +343,10 @@ def run_report(ctx: StageContext) -> dict:
 
 
 STAGE_FUNCTIONS = {"reference": run_reference, "map": run_map, "train": run_train,
-                   "export": run_export, "simulate": run_simulate, "evaluate": run_evaluate,
+                   "export": run_export, "refine": run_refine, "simulate": run_simulate, "evaluate": run_evaluate,
                    "report": run_report}
-STAGE_SECTIONS = {"train": ("train", "baseline"), "simulate": ("simulate",),
+STAGE_SECTIONS = {"train": ("train", "baseline"), "refine": ("refine", "simulate"),
+                  "simulate": ("simulate",),
                   "evaluate": ("simulate", "evaluate")}
 
 
@@ -373,6 +412,9 @@ def validate(spec: PipelineSpec) -> None:
     _train_config(spec, spec.train, None, spec.out / "train")
     from_dict(BaselineConfig, spec.baseline, "baseline")
     from_dict(ExportSection, spec.export, "export")
+    from .refine import RefineConfig
+
+    from_dict(RefineConfig, spec.refine, "refine")
     from .evaluate import EvaluationSettings
 
     settings = EvaluationSettings.from_sections(spec.simulate, spec.evaluate)

@@ -93,7 +93,8 @@ def test_a_dataset_without_thermo_says_which_features_are_off(reference, tmp_pat
     assert not summary["thermo"]["available"]
     ds = load_dataset(tmp_path / "cg.npz")
     assert ds.thermo is None
-    with pytest.raises(DatasetError, match=r"no per-frame 'pressure' \(pressure matching needs it\).*"
+    with pytest.raises(DatasetError, match=r"cg\.npz.*no per-frame 'pressure' \(key thermo_pressure; pressure "
+                                           r"matching needs it\).*"
                                            r"pressure and energy matching are off"):
         ds.require_thermo("pressure", "pressure matching")
 

@@ -62,7 +62,7 @@ def finished(tmp_path_factory):
 
 def test_tiny_pipeline_runs_every_stage(finished):
     tmp, path, outcome = finished
-    assert outcome == {s: "ran" for s in ("reference", "map", "train", "export", "simulate",
+    assert outcome == {s: "ran" for s in ("reference", "map", "train", "export", "refine", "simulate",
                                           "evaluate", "report")}
     pipeline = load_pipeline(path)
     evaluation = json.loads(Path(pipeline.record("evaluate")["outputs"]["evaluation"]).read_text())
@@ -103,10 +103,10 @@ def test_changed_training_setting_reruns_train_and_after_only(finished):
     pipeline = load_pipeline(path)
     states = dict((stage, state) for stage, state, _ in pipeline.status())
     assert states == {"reference": "done", "map": "done", "train": "stale", "export": "stale",
-                      "simulate": "stale", "evaluate": "stale", "report": "stale"}
+                      "refine": "stale", "simulate": "stale", "evaluate": "stale", "report": "stale"}
     outcome = run_pipeline(pipeline, log=lambda msg: None)
     assert outcome == {"reference": "skipped", "map": "skipped", "train": "ran", "export": "ran",
-                       "simulate": "ran", "evaluate": "ran", "report": "ran"}
+                       "refine": "ran", "simulate": "ran", "evaluate": "ran", "report": "ran"}
 
 
 def test_only_and_from(finished):

@@ -43,11 +43,14 @@ class LennardJones(torch.nn.Module):
 
 
 def export_lennard_jones(path: str | Path, type_names: list[str], epsilon, sigma, cutoff: float,
-                         dtype: str = "float64", overwrite: bool = False) -> Path:
-    """Write a Lennard-Jones model file (TorchScript + metadata) for ``pair_style hipcg``."""
+                         dtype: str = "float64", overwrite: bool = False,
+                         volume_term: dict | None = None) -> Path:
+    """Write a Lennard-Jones model file (TorchScript + metadata) for ``pair_style hipcg``;
+    ``volume_term``: a :class:`hipcg.volume.VolumeTerm` record to add (tests of the virial)."""
     metadata = ModelMetadata(type_names=list(type_names), cutoff=float(cutoff),
                              n_interaction_layers=1, dtype=dtype, model="lennard-jones",
                              info={"epsilon": np.atleast_2d(epsilon).tolist(),
-                                   "sigma": np.atleast_2d(sigma).tolist()})
+                                   "sigma": np.atleast_2d(sigma).tolist()},
+                             volume_term=volume_term)
     module = torch.jit.script(LennardJones(epsilon, sigma, dtype=metadata.torch_dtype))
     return save_model(module, path, metadata, overwrite=overwrite)

@@ -30,9 +30,11 @@ from ..models.cg import CGModel, build_cg_model
 from ..models.hipnn import HipnnConfig
 from ..prior import RepulsivePrior, fit_prior
 from .config import LossConfig, OptimizerConfig, SplitConfig, TrainConfig  # noqa: F401
-from .data import FrameRef, Sets, load_datasets, make_sets, split_frames  # noqa: F401
+from ..volume import VolumeFit, VolumeTerm, fit_to_datasets
+from .data import (FrameRef, PressureTargets, Sets, load_datasets, load_pressure_targets,  # noqa: F401
+                   make_sets, split_frames)
 from .devices import resolve_device, select_kernels
-from .loop import (epoch_batches, evaluate_frames, save_atomic, snapshot, stop_reason,
+from .loop import (epoch_batches, evaluate_frames, frame_virial, save_atomic, snapshot, stop_reason,
                    train_epoch)
 
 CHECKPOINT = "checkpoint.pt"
@@ -51,6 +53,7 @@ class TrainResult:
     prior: dict | None
     finished: bool
     seconds: float
+    volume_fit: dict | None = None  # pressure matching's volume term (hipcg.volume), if on
 
 
 @dataclass
@@ -63,15 +66,21 @@ class _Run:
     params: list
     prior: dict | None
     state: dict
+    volume_fit: VolumeFit | None = None
 
 
 def _format_table(metrics: dict) -> str:
-    lines = [f"{'state point':<16} {'split':<8} {'frames':>6} {'RMSE':>10} {'MAE':>10} {'R^2':>8}",
-             f"{'':<16} {'':<8} {'':>6} {'kcal/mol/Å':>10} {'kcal/mol/Å':>10} {'':>8}"]
+    has_p = any("pressure_rmse" in m for splits in metrics.values() for m in splits.values())
+    p_head = f" {'P bias':>8} {'P RMSE':>8}" if has_p else ""
+    p_unit = f" {'atm':>8} {'atm':>8}" if has_p else ""
+    lines = [f"{'state point':<16} {'split':<8} {'frames':>6} {'RMSE':>10} {'MAE':>10} {'R^2':>8}{p_head}",
+             f"{'':<16} {'':<8} {'':>6} {'kcal/mol/Å':>10} {'kcal/mol/Å':>10} {'':>8}{p_unit}"]
     for name, splits in metrics.items():
         for split, m in splits.items():
+            p_cols = (f" {m['pressure_bias']:>8.0f} {m['pressure_rmse']:>8.0f}" if "pressure_rmse" in m
+                      else (f" {'-':>8} {'-':>8}" if has_p else ""))
             lines.append(f"{name:<16} {split:<8} {m['frames']:>6} {m['rmse']:>10.4f} "
-                         f"{m['mae']:>10.4f} {m['r2']:>8.4f}")
+                         f"{m['mae']:>10.4f} {m['r2']:>8.4f}{p_cols}")
     return "\n".join(lines)
 
 
@@ -107,7 +116,9 @@ def _build_run(config: TrainConfig, datasets, type_names, checkpoint, device, dt
         prior = fit_prior(train_ds, type_names, config.prior)
     else:
         prior = None
-    model = build_cg_model(config.model, len(type_names), prior).to(device=device, dtype=dtype)
+    # with pressure matching a volume term; its values come from fit_volume or the checkpoint
+    volume = VolumeTerm(0.0, 0.0, 1.0) if config.loss.pressure else None
+    model = build_cg_model(config.model, len(type_names), prior, volume).to(device=device, dtype=dtype)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = config.optimizer
     optimizer = torch.optim.Adam(params, lr=opt.lr, weight_decay=opt.weight_decay)
@@ -122,6 +133,30 @@ def _build_run(config: TrainConfig, datasets, type_names, checkpoint, device, dt
         state = checkpoint["state"]
     return _Run(model, optimizer, scheduler, params, prior.to_dict(type_names) if prior else None,
                 state)
+
+
+def fit_volume(model: CGModel, cache: GraphCache, sets: Sets, datasets, device) -> VolumeFit:
+    """Set the model's volume term to the closed-form optimum of the pressure loss for its
+    current network (least squares over the training frames, state points weighed equally):
+    at the start, so that the term begins where the pressure is right, and on the best weights
+    at the end, so that Adam's last steps do not leave a bias."""
+    by_state: dict[int, list[int]] = {}
+    for ref in sets.of("train"):
+        by_state.setdefault(ref.state, []).append(ref.frame)
+    states = sorted(by_state)
+    index = {id(datasets[i]): i for i in states}
+    model.eval()
+    fit = fit_to_datasets(lambda ds, k: frame_virial(model, cache, FrameRef(index[id(ds)], k), device),
+                          [datasets[i] for i in states], [by_state[i] for i in states])
+    model.volume.set(fit.term)
+    return fit
+
+
+def _log_volume(fit: VolumeFit, when: str, log) -> None:
+    t = fit.term
+    log(f"volume term ({when}): P_V = {t.p0:.1f} atm at v0 = {t.v0:.3f} Å^3/bead, K = {t.bulk:.1f} atm"
+        + ("" if fit.bulk_fitted else " (one volume: K not identifiable, 0)")
+        + f"; per-frame pressure residual {fit.rmse:.0f} atm over {fit.frames} frames")
 
 
 def _log_prior(run: _Run, type_names, log) -> None:
@@ -151,14 +186,20 @@ def _end_epoch(run: _Run, epoch: int, train_loss: float, valid_loss: float,
     state["finished"] = state["stop_reason"] is not None
 
 
-def _final_metrics(run: _Run, cache: GraphCache, sets: Sets, device, batch_size: int) -> dict:
-    """Best weights on every split of every state point (and the held-out ones)."""
+def _final_metrics(run: _Run, cache: GraphCache, sets: Sets, device, batch_size: int,
+                   datasets, pressure: PressureTargets | None, log) -> dict:
+    """Best weights on every split of every state point (and the held-out ones); with pressure
+    matching the volume term is first refitted on them (closed form, :func:`fit_volume`)."""
     run.model.load_state_dict(run.state["best_state"])
     run.model.eval()
+    if run.model.volume is not None:
+        run.volume_fit = fit_volume(run.model, cache, sets, datasets, device)
+        run.state["best_state"] = snapshot(run.model)
+        _log_volume(run.volume_fit, "refitted on the best weights", log)
     metrics: dict = {}
     for (name, split), refs in sets.refs.items():
         if refs:
-            m, _ = evaluate_frames(run.model, cache, refs, device, batch_size)
+            m, _ = evaluate_frames(run.model, cache, refs, device, batch_size, pressure=pressure)
             metrics.setdefault(name, {})[split] = {**m, "frames": len(refs)}
     return metrics
 
@@ -171,14 +212,16 @@ def _write_outputs(out: Path, config: TrainConfig, run: _Run, datasets, type_nam
     state_points = [{"name": sp.name, "role": sp.role, "dataset": str(sp.dataset),
                      "state_point": ds.metadata.get("state_point", {})}
                     for sp, ds in zip(config.state_points, datasets)]
+    volume = run.volume_fit.to_dict() if run.volume_fit is not None else None
     save_atomic({"model_config": asdict(config.model), "type_names": type_names,
-                 "prior": run.prior, "state_dict": state["best_state"], "state_points": state_points,
+                 "prior": run.prior, "volume_term": volume,
+                 "state_dict": state["best_state"], "state_points": state_points,
                  "metrics": metrics, "best_epoch": state["best_epoch"],
                  "train_dtype": config.dtype, "hipcg_version": __version__}, out / BEST)
     write_json_atomic(out / REPORT, default=float, data={
         "units": UNITS, "epochs": state["epoch"], "best_epoch": state["best_epoch"],
         "stop_reason": state.get("stop_reason"), "best_valid_loss": state["best_valid"],
-        "metrics": metrics, "prior": run.prior, "state_points": state_points,
+        "metrics": metrics, "prior": run.prior, "volume_term": volume, "state_points": state_points,
         "history": state["history"], "type_names": type_names,
         "versions": {"hipcg": __version__, "hippynn": hippynn.__version__, "torch": torch.__version__}})
 
@@ -197,17 +240,20 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, pr
     datasets, type_names = load_datasets(config)
     sets = make_sets(config, datasets)
     train_refs, valid_refs = sets.of("train"), sets.of("valid")
+    pressure = load_pressure_targets(config, datasets)
     checkpoint = _load_checkpoint(out / CHECKPOINT, config) if resume else None
     run = _build_run(config, datasets, type_names, checkpoint, device, dtype)
+    cache = GraphCache(datasets, config.model.cutoff, dtype)
     if checkpoint is None:
         write_text_atomic(out / CONFIG_COPY, yaml.safe_dump(config.to_dict(), sort_keys=False))
         _log_prior(run, type_names, log)
+        if run.model.volume is not None:
+            _log_volume(fit_volume(run.model, cache, sets, datasets, device), "start", log)
     else:
         log(f"resuming {out} after epoch {run.state['epoch']}")
     log(f"{len(train_refs)} training / {len(valid_refs)} validation frames, device {device}, "
         f"{config.dtype}, hippynn kernels {kernels}")
 
-    cache = GraphCache(datasets, config.model.cutoff, dtype)
     opt = config.optimizer
     calls = 0
     while not run.state["finished"]:
@@ -216,10 +262,10 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, pr
         batches = epoch_batches(train_refs, opt.batch_size, config.seed, epoch, config.balance_states)
         train_loss = train_epoch(run.model, run.optimizer, run.params, cache,
                                  _progress(batches, f"epoch {epoch}", progress), device, config.loss,
-                                 opt.grad_clip)
+                                 opt.grad_clip, pressure)
         run.model.eval()
         valid_loss = (evaluate_frames(run.model, cache, valid_refs, device, opt.batch_size,
-                                      config.loss)[1]
+                                      config.loss, pressure)[1]
                       if valid_refs else train_loss)  # no validation frames: steer on training
         _end_epoch(run, epoch, train_loss, valid_loss, opt)
         if progress:
@@ -233,7 +279,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, pr
             return TrainResult(out, epoch, run.state["best_epoch"], run.state["best_valid"], {},
                                run.prior, False, time.perf_counter() - t_start)
 
-    metrics = _final_metrics(run, cache, sets, device, opt.batch_size)
+    metrics = _final_metrics(run, cache, sets, device, opt.batch_size, datasets, pressure, log)
     _write_outputs(out, config, run, datasets, type_names, metrics)
     seconds = time.perf_counter() - t_start
     log(_format_table(metrics))
@@ -241,7 +287,8 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, pr
         f"{run.state['best_epoch']}, valid loss {run.state['best_valid']:.4f}; {out / BEST} "
         f"({seconds:.1f} s)")
     return TrainResult(out, run.state["epoch"], run.state["best_epoch"], run.state["best_valid"],
-                       metrics, run.prior, True, seconds)
+                       metrics, run.prior, True, seconds,
+                       run.volume_fit.to_dict() if run.volume_fit is not None else None)
 
 
 def _progress(items, desc: str, enabled: bool):
@@ -259,7 +306,9 @@ def load_trained(out_dir: str | Path, dtype: torch.dtype = torch.float64) -> tup
         raise FileNotFoundError(f"{path} not found: is {out_dir} a finished `hipcg train` run?")
     record = torch.load(path, map_location="cpu", weights_only=False)
     prior = RepulsivePrior.from_dict(record["prior"], dtype=dtype) if record["prior"] else None
-    model = build_cg_model(HipnnConfig(**record["model_config"]), len(record["type_names"]), prior)
+    volume = VolumeTerm.from_dict(record["volume_term"], str(path)) if record.get("volume_term") else None
+    model = build_cg_model(HipnnConfig(**record["model_config"]), len(record["type_names"]), prior,
+                           volume)
     model = model.to(dtype)
     model.load_state_dict({k: v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() else v
                            for k, v in record["state_dict"].items()})

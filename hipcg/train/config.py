@@ -29,6 +29,10 @@ Kernels = Literal["auto", "_pytorch_raw", "pytorch", "triton", "numba", "cupy", 
 class LossConfig:
     rmse: NonNegative = 1.0  # weight of the force RMSE
     mae: NonNegative = 1.0  # weight of the force MAE
+    # weight of pressure matching: RMS over frames of (P_model - P_atomistic) / pressure_scale;
+    # > 0 adds a volume term to the model (hipcg.volume) and needs thermo_pressure in the datasets
+    pressure: NonNegative = 0.0
+    pressure_scale: Positive = 1000.0  # atm
 
 
 @dataclass

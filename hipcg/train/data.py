@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..data import CGDataset, DatasetError, load_dataset
+from ..volume import pressure_targets
 from .config import SplitConfig, TrainConfig
 
 
@@ -83,3 +84,42 @@ def make_sets(config: TrainConfig, datasets: list[CGDataset]) -> Sets:
         for name, frames in parts.items():
             refs[(sp.name, name)] = [FrameRef(i, f) for f in frames]
     return Sets(refs)
+
+
+@dataclass
+class PressureTargets:
+    """Per state point and frame: the target configurational pressure (atm; NaN where a held-out
+    dataset has none), the box volume (Å^3) and the bead count (pressure matching)."""
+
+    target: list[np.ndarray]
+    volume: list[np.ndarray]
+    n_beads: list[int]
+
+    def batch(self, refs: list[FrameRef], device, dtype):
+        """(target, volume, n_beads) tensors of the frames ``refs``."""
+        import torch
+
+        target = [self.target[r.state][r.frame] for r in refs]
+        volume = [self.volume[r.state][r.frame] for r in refs]
+        n = [float(self.n_beads[r.state]) for r in refs]
+        return tuple(torch.as_tensor(np.asarray(a, dtype=np.float64)).to(device, dtype)
+                     for a in (target, volume, n))
+
+
+def load_pressure_targets(config: TrainConfig, datasets: list[CGDataset]) -> PressureTargets | None:
+    """The pressure-matching targets, or None when ``loss.pressure`` is 0.  A training dataset
+    without per-frame pressures is an error naming the file and the key ``thermo_pressure``."""
+    if not config.loss.pressure:
+        return None
+    targets, volumes = [], []
+    for i, (sp, ds) in enumerate(zip(config.state_points, datasets)):
+        volume = np.abs(np.linalg.det(ds.boxes))
+        if sp.role != "train" and not (ds.thermo and "pressure" in ds.thermo):
+            targets.append(np.full(ds.n_frames, np.nan))  # held out and no pressure: no metric
+        else:
+            try:
+                targets.append(pressure_targets(ds, why="train.loss.pressure > 0 (pressure matching)")[0])
+            except DatasetError as err:
+                raise DatasetError(f"train.state_points[{i}] ({sp.name}): {err}") from None
+        volumes.append(volume)
+    return PressureTargets(targets, volumes, [ds.n_beads for ds in datasets])

@@ -1,7 +1,9 @@
-"""One epoch of force matching, the metrics, and the checkpoint on disk.
+"""One epoch of force matching (and pressure matching), the metrics, and the checkpoint on disk.
 
 Forces are -dE/dx by autograd with respect to the pair vectors, scattered onto beads exactly as
-:func:`hipcg.graph.evaluate` and the plugin do; only forces enter the loss.
+:func:`hipcg.graph.evaluate` and the plugin do.  With ``loss.pressure > 0`` each frame's
+configurational pressure (the virial -sum r . dE/dr over 3V, plus the volume term) is matched
+to the atomistic one (:mod:`hipcg.volume`, :class:`.data.PressureTargets`).
 """
 
 from __future__ import annotations
@@ -14,18 +16,40 @@ import torch
 
 from ..atomic import atomic_path
 from ..graph_cache import GraphCache
+from ..volume import ATM
 from .config import LossConfig, OptimizerConfig
-from .data import FrameRef
+from .data import FrameRef, PressureTargets
 
 
 def model_forces(model: torch.nn.Module, species, first, second, vec, create_graph: bool):
-    """Forces -dE/dx from dE/d(pair vector), as hipcg.graph.evaluate and the plugin do."""
+    """(forces, dE/d pair vector): forces -dE/dx from dE/d(pair vector), as hipcg.graph.evaluate
+    and the plugin do."""
     vec = vec.detach().requires_grad_(True)
     energy = model(species, first, second, vec).sum()
     (grad,) = torch.autograd.grad(energy, vec, create_graph=create_graph)
     forces = torch.zeros((species.shape[0], 3), dtype=vec.dtype, device=vec.device)
     # vec = x_second - x_first: dE/dx_first = -grad, dE/dx_second = +grad
-    return forces.index_add(0, first, grad).index_add(0, second, -grad)
+    return forces.index_add(0, first, grad).index_add(0, second, -grad), grad
+
+
+def frame_pressures(model, vec, grad, pair_frame, volume, n_beads):
+    """Each frame's configurational pressure in atm: the virial W = -sum_pairs r . dE/dr over
+    3 V (as pair_style hipcg computes it), plus the model's volume term when it has one."""
+    per_pair = -(vec * grad).sum(dim=1)
+    virial = torch.zeros(len(volume), dtype=per_pair.dtype, device=per_pair.device)
+    pressure = virial.index_add(0, pair_frame, per_pair) / (3.0 * volume * ATM)
+    if getattr(model, "volume", None) is not None:
+        pressure = pressure + model.volume.pressure(volume / n_beads).to(pressure.dtype)
+    return pressure
+
+
+def pressure_loss(pred, target, weights: LossConfig):
+    """weight x RMS of (P_model - P_target) / pressure_scale over frames with a target."""
+    ok = torch.isfinite(target)
+    if not bool(ok.any()):
+        return pred.new_zeros(())
+    diff = (pred[ok] - target[ok]) / weights.pressure_scale
+    return weights.pressure * torch.sqrt(torch.mean(diff * diff))
 
 
 def force_loss(pred, ref, weights: LossConfig):
@@ -36,6 +60,26 @@ def force_loss(pred, ref, weights: LossConfig):
     if weights.mae:
         loss = loss + weights.mae * torch.mean(diff.abs())
     return loss
+
+
+class PressureAccumulator:
+    """Running sums of the per-frame pressure error (atm): RMSE and mean (bias)."""
+
+    def __init__(self):
+        self.n = 0
+        self.se = self.e = 0.0
+
+    def add(self, pred, target):
+        d = (pred - target).double()
+        d = d[torch.isfinite(d)]
+        self.n += d.numel()
+        self.se += float((d * d).sum())
+        self.e += float(d.sum())
+
+    def metrics(self) -> dict:
+        if self.n == 0:
+            return {}
+        return {"pressure_rmse": math.sqrt(self.se / self.n), "pressure_bias": self.e / self.n}
 
 
 class Accumulator:
@@ -62,19 +106,36 @@ class Accumulator:
                 "r2": 1.0 - self.se / ss_tot if ss_tot > 0 else float("nan")}
 
 
+def _batch(cache: GraphCache, refs, device, pressure: PressureTargets | None):
+    """The graph of ``refs`` and, with pressure targets, their per-frame pressure inputs."""
+    species, first, second, vec, ref = cache.batch(refs, device)
+    extra = None
+    if pressure is not None:
+        extra = (cache.pair_frame(refs, device), *pressure.batch(refs, device, vec.dtype))
+    return species, first, second, vec, ref, extra
+
+
 def evaluate_frames(model, cache: GraphCache, refs: list[FrameRef], device, batch_size: int,
-                    loss_weights: LossConfig | None = None) -> tuple[dict, float]:
+                    loss_weights: LossConfig | None = None,
+                    pressure: PressureTargets | None = None) -> tuple[dict, float]:
     """Metrics over ``refs`` and the mean per-batch loss (frame-weighted)."""
-    acc = Accumulator()
+    acc, acc_p = Accumulator(), PressureAccumulator()
     loss_sum = 0.0
     for k in range(0, len(refs), batch_size):
         chunk = refs[k:k + batch_size]
-        species, first, second, vec, ref = cache.batch(chunk, device)
-        pred = model_forces(model, species, first, second, vec, create_graph=False).detach()
+        species, first, second, vec, ref, extra = _batch(cache, chunk, device, pressure)
+        pred, grad = model_forces(model, species, first, second, vec, create_graph=False)
+        pred = pred.detach()
         acc.add(pred, ref)
-        if loss_weights is not None:
-            loss_sum += float(force_loss(pred, ref, loss_weights)) * len(chunk)
-    return acc.metrics(), loss_sum / max(len(refs), 1)
+        value = float(force_loss(pred, ref, loss_weights)) if loss_weights is not None else 0.0
+        if extra is not None:
+            pair_frame, target, volume, n_beads = extra
+            p_pred = frame_pressures(model, vec, grad.detach(), pair_frame, volume, n_beads).detach()
+            acc_p.add(p_pred, target)
+            if loss_weights is not None and loss_weights.pressure:
+                value += float(pressure_loss(p_pred, target, loss_weights))
+        loss_sum += value * len(chunk)
+    return {**acc.metrics(), **acc_p.metrics()}, loss_sum / max(len(refs), 1)
 
 
 def balanced(train_refs: list[FrameRef], gen: torch.Generator) -> list[FrameRef]:
@@ -104,14 +165,18 @@ def epoch_batches(train_refs: list[FrameRef], batch_size: int, seed: int, epoch:
 
 
 def train_epoch(model, optimizer, params, cache: GraphCache, batches, device, loss: LossConfig,
-                grad_clip: float) -> float:
+                grad_clip: float, pressure: PressureTargets | None = None) -> float:
     """One optimiser pass over ``batches`` (a list, or a tqdm bar over it); the mean loss."""
     model.train()
     loss_sum, n_frames = 0.0, 0
     for batch in batches:
-        species, first, second, vec, ref = cache.batch(batch, device)
-        pred = model_forces(model, species, first, second, vec, create_graph=True)
+        species, first, second, vec, ref, extra = _batch(cache, batch, device, pressure)
+        pred, grad = model_forces(model, species, first, second, vec, create_graph=True)
         value = force_loss(pred, ref, loss)
+        if extra is not None and loss.pressure:
+            pair_frame, target, volume, n_beads = extra
+            value = value + pressure_loss(frame_pressures(model, vec, grad, pair_frame, volume, n_beads),
+                                          target, loss)
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         if grad_clip > 0:
@@ -122,6 +187,13 @@ def train_epoch(model, optimizer, params, cache: GraphCache, batches, device, lo
         if hasattr(batches, "set_postfix"):
             batches.set_postfix(loss=f"{float(value.detach()):.4f}")
     return loss_sum / max(n_frames, 1)
+
+
+def frame_virial(model, cache: GraphCache, ref: FrameRef, device) -> float:
+    """W = -sum_pairs r . dE/dr of the model (network + prior, no volume term) on one frame."""
+    species, first, second, vec, _ = cache.batch([ref], device)
+    _, grad = model_forces(model, species, first, second, vec, create_graph=False)
+    return float(-(vec.double() * grad.detach().double()).sum())
 
 
 def stop_reason(state: dict, lr: float, opt: OptimizerConfig) -> str | None:
