@@ -8,6 +8,10 @@ eV and Å.  The calculator converts on the way out:
 * stress   [eV/Å^3]  = -virial [kcal/mol] / V [Å^3] * the same factor (Voigt xx yy zz yz xz xy;
                         ASE's sign: positive stress = tension, i.e. minus the pressure tensor)
 
+A model with a volume term (pressure matching, ``metadata.volume_term``) adds its energy, per-bead
+energy and isotropic stress on periodic cells, as the plugin does; on open boundaries, where the
+volume is undefined, it is an error.
+
 Bead species come from ``atoms.arrays['hipcg_type']`` (type names) if present, else from the
 chemical symbols, matched against the model's type names.
 """
@@ -18,7 +22,7 @@ import numpy as np
 from ase import units
 from ase.calculators.calculator import Calculator, all_changes
 
-from .graph import evaluate, periodic_graph
+from .graph import evaluate, periodic_graph, with_volume_term
 from .modelfile import load_model
 from .errors import DataError
 
@@ -53,6 +57,11 @@ class HipcgCalculator(Calculator):
         graph = periodic_graph(atoms.positions, atoms.cell.array, self.species_of(atoms),
                                self.metadata.cutoff, pbc=pbc)
         result = evaluate(self.module, graph, dtype=self.metadata.torch_dtype, device=self.device)
+        if self.metadata.volume is not None:
+            if not all(atoms.pbc):
+                raise DataError("this model has a volume term (pressure matching): it needs a "
+                                "periodic cell in x, y and z")
+            result = with_volume_term(result, self.metadata.volume, atoms.cell.array)
         self.results["energy"] = result.energy * KCAL_PER_MOL
         self.results["free_energy"] = self.results["energy"]
         self.results["energies"] = result.node_energies * KCAL_PER_MOL

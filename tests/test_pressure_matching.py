@@ -128,3 +128,35 @@ def test_training_with_pressure_matching_stores_and_exports_the_term(lj_sets, tm
     assert model.volume.term().p0 == pytest.approx(term.p0, rel=1e-6)
     meta = read_metadata(export_run(tmp_path / "run", tmp_path / "m.pt"))
     assert meta.volume.p0 == pytest.approx(term.p0, rel=1e-6) and meta.model.endswith("+volume")
+
+
+def test_ase_calculator_stress_is_minus_dE_dV_with_the_volume_term(lj_sets, tmp_path):
+    from ase import Atoms
+
+    from hipcg.calculator import KCAL_PER_MOL, HipcgCalculator
+    from hipcg.models.lj import export_lennard_jones
+
+    _, sets = lj_sets
+    ds = sets[0]
+    with_term = export_lennard_jones(tmp_path / "v.pt", ["Ar"], [[EPSILON]], [[SIGMA]], CUTOFF,
+                                     volume_term=KNOWN.to_dict())
+    plain = export_lennard_jones(tmp_path / "p.pt", ["Ar"], [[EPSILON]], [[SIGMA]], CUTOFF)
+
+    def atoms(scale=1.0, model=with_term):
+        a = Atoms(["Ar"] * ds.n_beads, positions=ds.positions[5] * scale, cell=ds.boxes[5] * scale,
+                  pbc=True)
+        a.calc = HipcgCalculator(model)
+        return a
+
+    a, b = atoms(), atoms(model=plain)
+    volume = a.get_volume()
+    # the term adds its isotropic pressure (ASE stress = -pressure) and its energy
+    added = -(a.get_stress()[:3] - b.get_stress()[:3]) / KCAL_PER_MOL / ATM
+    assert np.allclose(added, KNOWN.pressure(ds.n_beads, volume), rtol=1e-9)
+    assert (a.get_potential_energy() - b.get_potential_energy()) / KCAL_PER_MOL == pytest.approx(
+        float(KNOWN.energy(ds.n_beads, volume)), rel=1e-9)
+    # and the whole stress is the volume derivative of the whole energy (affine scaling)
+    h = 1e-5
+    e_plus, e_minus = (atoms(s).get_potential_energy() for s in ((1 + h) ** (1 / 3), (1 - h) ** (1 / 3)))
+    pressure = -(e_plus - e_minus) / (2 * h * volume)
+    assert pressure == pytest.approx(-np.mean(a.get_stress()[:3]), rel=1e-5)
