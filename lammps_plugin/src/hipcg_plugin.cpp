@@ -4,6 +4,7 @@
 #include "error.h"
 #include "lammps.h"
 #include "pair_hipcg.h"
+#include "pair_hipcg_volume.h"
 
 #include <cstring>
 
@@ -16,6 +17,11 @@ using namespace LAMMPS_NS;
 static Pair *hipcg_creator(LAMMPS *lmp)
 {
   return new PairHipcg(lmp);
+}
+
+static Pair *hipcg_volume_creator(LAMMPS *lmp)
+{
+  return new PairHipcgVolume(lmp);
 }
 
 extern "C" void lammpsplugin_init(void *lmp_ptr, void *handle, void *regfunc)
@@ -39,5 +45,11 @@ extern "C" void lammpsplugin_init(void *lmp_ptr, void *handle, void *regfunc)
   plugin.author = "hipcg developers";
   plugin.creator.v1 = (lammpsplugin_factory1 *) &hipcg_creator;
   plugin.handle = handle;
+  (*register_plugin)(&plugin, lmp);
+
+  // the volume term alone, for classical models (pair_style hybrid/overlay table ... hipcg/volume)
+  plugin.name = "hipcg/volume";
+  plugin.info = "hipcg volume term U_V(V) (energy and virial, no forces)";
+  plugin.creator.v1 = (lammpsplugin_factory1 *) &hipcg_volume_creator;
   (*register_plugin)(&plugin, lmp);
 }

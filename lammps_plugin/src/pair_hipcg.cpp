@@ -7,9 +7,12 @@
    Forces   by autograd with respect to the pair vectors: F_i += dE/dr_ij,
             F_j -= dE/dr_ij, on local and ghost beads; LAMMPS
             reverse-communicates the ghost forces (newton pair on).
-   Virial   from f.r over local and ghost beads (virial_fdotr_compute);
-            per-bead virial by splitting each pair's -r_ij (x) dE/dr_ij
-            half and half.
+   Virial   from f.r over local and ghost beads (virial_fdotr_compute), or,
+            when LAMMPS asks for a pairwise global virial (under pair_style
+            hybrid), as -sum_pairs r_ij (x) dE/dr_ij; per-bead virial by
+            splitting each pair's term half and half.
+   Volume   a model's optional volume term U_V(V) (metadata "volume_term",
+            hipcg_volume.h) adds energy and virial, no forces.
 
    Two backends evaluate the model on that graph: `torch` runs the
    TorchScript module and differentiates it by autograd; `native` (the
@@ -33,6 +36,7 @@
 
 #include "atom.h"
 #include "comm.h"
+#include "domain.h"
 #include "error.h"
 #include "force.h"
 #include "json.h"
@@ -151,6 +155,11 @@ void PairHipcg::settings(int narg, char **arg)
     }
     iarg += 2;
   }
+  // Under pair_style hybrid (force->pair is the hybrid while it creates its sub-styles),
+  // hybrid's own f.r over the summed forces would miss a volume term, which exerts no force;
+  // hybrid reads this flag now, before pair_coeff says whether the model has one, so a
+  // sub-style hipcg always asks hybrid to sum the sub-styles' own virials.
+  if (force->pair != this) no_virial_fdotr_compute = 1;
   if (backend_request_ == "native" && device_request_ != "cpu")
     error->all(FLERR, "pair_style hipcg: backend native runs on the CPU only, not on device {}; "
                "use backend torch (or no backend keyword) with a GPU",
@@ -359,6 +368,16 @@ void PairHipcg::load_model(const std::string &path)
     n_interaction_layers_ = meta.at("n_interaction_layers").get<int>();
     model_units_ = meta.at("units").get<std::string>();
     model_kind_ = meta.value("model", std::string());
+    has_volume_term_ = false;
+    const auto volume = meta.find("volume_term");
+    if (volume != meta.end() && !volume->is_null()) {
+      try {
+        volume_term_ = hipcg_volume::VolumeTerm::from_json(*volume);
+      } catch (const std::invalid_argument &e) {
+        error->all(FLERR, "pair_coeff hipcg: bad volume term in model '{}': {}", path, e.what());
+      }
+      has_volume_term_ = true;
+    }
     const std::string dtype = meta.at("dtype").get<std::string>();
     if (dtype == "float64")
       dtype_ = torch::kFloat64;
@@ -389,6 +408,10 @@ void PairHipcg::load_model(const std::string &path)
                    "{}, device {})\n",
                    path, type_names_.size(), model_cutoff_, n_interaction_layers_,
                    dtype_ == torch::kFloat64 ? "float64" : "float32", device_.str());
+  if (comm->me == 0 && has_volume_term_)
+    utils::logmesg(lmp, "pair hipcg: volume term P_V = p0 - K (v - v0)/v0 with p0 = {} atm, "
+                   "K = {} atm, v0 = {} A^3 per bead\n",
+                   volume_term_.p0, volume_term_.bulk, volume_term_.v0);
 }
 
 void PairHipcg::init_style()
@@ -397,6 +420,13 @@ void PairHipcg::init_style()
     error->all(FLERR, "pair_style hipcg requires newton pair on (forces on ghost beads are "
                "reverse-communicated)");
   if (!model_loaded_) error->all(FLERR, "pair_style hipcg: pair_coeff with a model file is missing");
+  if (has_volume_term_) {
+    const std::string problem = hipcg_volume::box_problem(domain);
+    if (!problem.empty())
+      error->all(FLERR, "pair_style hipcg: model '{}' has a volume term, which needs a 3d box "
+                 "periodic in x, y and z (the volume is undefined otherwise); {}",
+                 model_path_, problem);
+  }
 
   if (n_interaction_layers_ > 1) {
     const double needed = n_interaction_layers_ * model_cutoff_ + neighbor->skin;
@@ -602,7 +632,26 @@ void PairHipcg::compute(int eflag, int vflag)
       }
     }
   }
+  if (vflag_global) {
+    // no f.r this call (sub-style of hybrid): the same pair sum, whole, for the global virial
+    double w[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+    for (int64_t p = 0; p < n_pairs; p++) {
+      const double *r = pair_vec_.data() + 3 * p;
+      const double *gp = g + 3 * p;
+      w[0] -= r[0] * gp[0];
+      w[1] -= r[1] * gp[1];
+      w[2] -= r[2] * gp[2];
+      w[3] -= r[0] * gp[1];
+      w[4] -= r[0] * gp[2];
+      w[5] -= r[1] * gp[2];
+    }
+    for (int k = 0; k < 6; k++) virial[k] += w[k];
+  }
+  // the volume term goes after f.r, which cannot see it (no forces); virial_fdotr_compute
+  // clears vflag_fdotr, so whether a global virial is being summed is read first
+  const bool global_virial = vflag_global || vflag_fdotr;
   if (vflag_fdotr) virial_fdotr_compute();
+  if (has_volume_term_) volume_term_.add_to(lmp, *this, global_virial);
   if (profile_) {
     const auto t4 = Clock::now();
     time_graph_ += std::chrono::duration<double>(t1 - t0).count();

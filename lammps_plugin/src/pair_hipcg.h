@@ -10,6 +10,7 @@
 
 #include "pair.h"
 
+#include "hipcg_volume.h"
 #include "hipnn_native.h"
 
 #include <memory>
@@ -49,6 +50,8 @@ class PairHipcg : public Pair {
   std::string model_units_;
   torch::Dtype dtype_ = torch::kFloat64;
   std::string model_kind_;    // metadata "model", e.g. hipnn:HipnnQuad+prior
+  bool has_volume_term_ = false;    // metadata "volume_term" (hipcg_volume.h); null: none
+  hipcg_volume::VolumeTerm volume_term_;
 
   // settings
   std::string device_request_ = "cpu";
