@@ -107,39 +107,53 @@ def plot_rdfs(result: dict, outdir: Path) -> list[Path]:
     return paths
 
 
-def plot_errors_vs_temperature(table: list[dict], outdir: Path) -> Path:
-    """RDF error, force RMSE, diffusion ratio against T; trained state points filled, held out open."""
+def _model_lines(ax, table: list[dict], key: str) -> None:
+    """One line per model of ``key`` against T; trained state points filled, held out open."""
+    for model in dict.fromkeys(r["model"] for r in table):
+        rs = sorted((r for r in table if r["model"] == model), key=lambda r: r["temperature"])
+        v = [np.nan if r[key] is None else r[key] for r in rs]
+        (line,) = ax.plot([r["temperature"] for r in rs], v, "-", lw=1, label=model)
+        for r, vv in zip(rs, v):
+            ax.plot(r["temperature"], vv, "o", color=line.get_color(), ms=7,
+                    mfc=line.get_color() if r["trained"] else "white")
+
+
+def _panels_vs_temperature(table: list[dict], panels: list, outdir: Path, name: str,
+                           width: float, decorate) -> Path:
+    """A row of panels (key, label, ...) against T, written to ``outdir/name``; ``decorate(ax,
+    panel)`` adds what a panel has beside the models' lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("rdf_error", "RDF error"), ("force_rmse", "force RMSE (kcal/mol/Å)"),
-              ("density_error", "density error (relative)"), ("diffusion_ratio", "D_CG / D_ref")]
-    panels = [p for p in panels if any(r[p[0]] is not None for r in table)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
-    models = list(dict.fromkeys(r["model"] for r in table))
-    for ax, (key, label) in zip(axes[0], panels):
-        for k, model in enumerate(models):
-            rs = sorted((r for r in table if r["model"] == model), key=lambda r: r["temperature"])
-            t = [r["temperature"] for r in rs]
-            v = [np.nan if r[key] is None else r[key] for r in rs]
-            (line,) = ax.plot(t, v, "-", lw=1, label=model)
-            for r, vv in zip(rs, v):
-                ax.plot(r["temperature"], vv, "o", color=line.get_color(), ms=7,
-                        mfc=line.get_color() if r["trained"] else "white")
-        if key == "rdf_error":
-            from .analysis import RDF_ERROR_TOLERANCE
-
-            ax.axhline(RDF_ERROR_TOLERANCE, color="grey", ls="--", lw=0.8, label="tolerance")
+    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), 3.4), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        decorate(ax, panel)
+        _model_lines(ax, table, panel[0])
         ax.set_xlabel("T (K)")
-        ax.set_ylabel(label)
+        ax.set_ylabel(panel[-1])
         ax.legend(fontsize=7, title="filled: trained", title_fontsize=7)
     fig.tight_layout()
-    path = outdir / "errors_vs_temperature.png"
+    path = outdir / name
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_errors_vs_temperature(table: list[dict], outdir: Path) -> Path:
+    """RDF error, force RMSE, diffusion ratio against T; trained state points filled, held out open."""
+    panels = [("rdf_error", "RDF error"), ("force_rmse", "force RMSE (kcal/mol/Å)"),
+              ("density_error", "density error (relative)"), ("diffusion_ratio", "D_CG / D_ref")]
+    panels = [p for p in panels if any(r[p[0]] is not None for r in table)]
+
+    def decorate(ax, panel):
+        if panel[0] == "rdf_error":
+            from .analysis import RDF_ERROR_TOLERANCE
+
+            ax.axhline(RDF_ERROR_TOLERANCE, color="grey", ls="--", lw=0.8, label="tolerance")
+
+    return _panels_vs_temperature(table, panels, outdir, "errors_vs_temperature.png", 4.2, decorate)
 
 
 def plot_thermo_vs_temperature(table: list[dict], outdir: Path) -> Path | None:
@@ -149,32 +163,13 @@ def plot_thermo_vs_temperature(table: list[dict], outdir: Path) -> Path | None:
     panels = [p for p in panels if any(r[p[0]] is not None for r in table)]
     if not panels:
         return None
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.4), squeeze=False)
-    models = list(dict.fromkeys(r["model"] for r in table))
-    for ax, (key, ref_key, label) in zip(axes[0], panels):
-        ref = sorted({(r["temperature"], r[ref_key]) for r in table if r[ref_key] is not None})
+    def decorate(ax, panel):
+        ref = sorted({(r["temperature"], r[panel[1]]) for r in table if r[panel[1]] is not None})
         if ref:
             ax.plot(*zip(*ref), "k-s", lw=1.5, ms=5, label="atomistic (mapped)")
-        for model in models:
-            rs = sorted((r for r in table if r["model"] == model), key=lambda r: r["temperature"])
-            (line,) = ax.plot([r["temperature"] for r in rs],
-                              [np.nan if r[key] is None else r[key] for r in rs], "-", lw=1, label=model)
-            for r in rs:
-                ax.plot(r["temperature"], np.nan if r[key] is None else r[key], "o",
-                        color=line.get_color(), ms=7, mfc=line.get_color() if r["trained"] else "white")
-        ax.set_xlabel("T (K)")
-        ax.set_ylabel(label)
-        ax.legend(fontsize=7, title="filled: trained", title_fontsize=7)
-    fig.tight_layout()
-    path = outdir / "thermo_vs_temperature.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+
+    return _panels_vs_temperature(table, panels, outdir, "thermo_vs_temperature.png", 4.6, decorate)
 
 
 def _refine_section(result: dict) -> list[str]:
