@@ -49,7 +49,15 @@ def export_model(model: torch.nn.Module, path: str | Path, type_names: list[str]
                              + ("+volume" if volume is not None else ""),
                              info=meta_info,
                              volume_term=volume.term().to_dict() if volume is not None else None)
-    traced = trace_model(model, config.cutoff, metadata.torch_dtype)
+    # the volume term is metadata, not part of forward: keep its parameters out of the trace
+    # (the plugin's native evaluator refuses parameters of networks it does not know)
+    if volume is not None:
+        model.volume = None
+    try:
+        traced = trace_model(model, config.cutoff, metadata.torch_dtype)
+    finally:
+        if volume is not None:
+            model.volume = volume
     return save_model(traced, path, metadata, overwrite=overwrite)
 
 

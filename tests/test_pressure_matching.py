@@ -160,3 +160,28 @@ def test_ase_calculator_stress_is_minus_dE_dV_with_the_volume_term(lj_sets, tmp_
     e_plus, e_minus = (atoms(s).get_potential_energy() for s in ((1 + h) ** (1 / 3), (1 - h) ** (1 / 3)))
     pressure = -(e_plus - e_minus) / (2 * h * volume)
     assert pressure == pytest.approx(-np.mean(a.get_stress()[:3]), rel=1e-5)
+
+
+def test_exported_volume_model_runs_on_the_native_backend(lj_sets, tmp_path):
+    """The term travels as metadata only: the traced module has no volume parameters, so the
+    plugin's native evaluator takes the model (it refuses unknown parameters)."""
+    import torch
+
+    from hipcg.export import export_run
+    from hipcg.modelfile import load_model
+    from hipcg.train import TrainConfig, train
+
+    from lj_fluid import ORACLE_MODEL
+
+    base, _ = lj_sets
+    config = TrainConfig.from_dict({
+        "state_points": [{"name": "a", "dataset": str(base / "pm0.npz"), "role": "train"}],
+        "model": dict(ORACLE_MODEL), "loss": {"pressure": 0.5},
+        "optimizer": {"lr": 3e-3, "batch_size": 2, "max_epochs": 1}, "seed": 1,
+        "out_dir": str(tmp_path / "run")})
+    train(config, progress=False, log=lambda *a: None)
+    path = export_run(tmp_path / "run", tmp_path / "m.pt")
+    module, meta = load_model(path)
+    assert meta.volume is not None
+    assert not any(name.startswith("volume") for name, _ in module.named_parameters())
+    assert isinstance(module, torch.jit.ScriptModule)
