@@ -12,7 +12,8 @@ CG model itself is run at the training state points:
 2. NPT at the reference pressure, repeated: the density error e = rho_CG / rho_ref - 1 moves p0
    by e / kappa_CG (linear response: dV/V = kappa dP), and, with ``compressibility`` on, the
    added bulk modulus K by ``damping`` x (1/kappa_ref - 1/kappa_CG) (1/kappa = bulk modulus; K
-   adds to it at v0).  Stops when every training state's density is within ``tolerance``.
+   adds to it at v0).  Stops when every training state's density is within ``tolerance``
+   (and, with ``compressibility`` on, its kappa within ``compressibility_tolerance``).
 
 Every iteration's figures go into the stage record and the report.  The model files are
 rewritten with the new term (a hipcg model file's metadata, a baseline descriptor's
@@ -46,6 +47,8 @@ class RefineConfig:
     max_iterations: PositiveInt = 4  # NPT iterations at most
     tolerance: Positive = 0.01  # relative density error at which the iterations stop
     compressibility: bool = True  # also adjust K towards the atomistic compressibility
+    # with compressibility on, the iterations also need |kappa_CG / kappa_ref - 1| below this
+    compressibility_tolerance: Positive = 0.3
     damping: Annotated[float, Range(gt=0, le=1)] = 0.5  # fraction of the K correction applied
 
 
@@ -141,7 +144,7 @@ def refine(model: Path, states: list[tuple[dict, object]], settings, config: Ref
         history.append(entry)
         log(f"  refine NPT {it}: density error {', '.join(f'{100 * e:+.1f} %' for e in errors)}, "
             f"kappa {', '.join(f'{k:.2e}' for k in kappa_cg)} /atm (p0 {term.p0:.0f}, K {term.bulk:.0f} atm)")
-        if all(abs(e) < config.tolerance for e in errors):
+        if _converged(errors, kappa_cg, kappa_ref, config):
             converged = True
             break
         term = _update(term, errors, kappa_cg, kappa_ref, config)
@@ -149,6 +152,16 @@ def refine(model: Path, states: list[tuple[dict, object]], settings, config: Ref
     final = write(term, "model")
     return {"converged": converged, "model": str(final), "history": history,
             "tolerance": config.tolerance, "term": term.to_dict()}
+
+
+def _converged(errors, kappa_cg, kappa_ref, config: RefineConfig) -> bool:
+    """Every training state's density within ``tolerance`` and, when K is refined and the
+    atomistic compressibility is known, its kappa within ``compressibility_tolerance``."""
+    if not all(abs(e) < config.tolerance for e in errors):
+        return False
+    if not config.compressibility or not all(kappa_ref):
+        return True
+    return all(abs(k / r - 1.0) < config.compressibility_tolerance for k, r in zip(kappa_cg, kappa_ref))
 
 
 def _update(term: VolumeTerm, errors, kappa_cg, kappa_ref, config: RefineConfig) -> VolumeTerm:
