@@ -20,6 +20,7 @@ Units real: Å, fs, K, atm, g/mol.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -310,7 +311,8 @@ def write_inputs(config: SimulationConfig, start: StartStructure, workdir: str |
               "masses": np.asarray(start.masses).tolist(),
               "molecule_ids": (np.asarray(start.molecule_ids) if start.molecule_ids is not None
                                else np.arange(len(start.positions))).tolist(),
-              "config": asdict(config), "model_kind": info["kind"], "cutoff": info["cutoff"]}
+              "config": asdict(config), "model_kind": info["kind"], "cutoff": info["cutoff"],
+              "inputs_sha256": inputs_fingerprint(config, start)}
     write_json_atomic(workdir / "system.json", system, indent=None)
     return workdir / INPUT_NAME
 
@@ -393,9 +395,27 @@ class SimulationResult:
     trajectory: CGTrajectory | None = None
 
 
-def completed_run(config: SimulationConfig, workdir: str | os.PathLike,
-                  read: bool = True) -> SimulationResult | None:
-    """The finished run of exactly ``config`` in ``workdir``, or None.
+def inputs_fingerprint(config: SimulationConfig, start: StartStructure) -> str:
+    """sha256 of what a run depends on beyond its config: the model's files (a model file, or a
+    baseline descriptor with its table and LD files) and the start structure.  A model
+    rewritten at the same path (the refine stage) or a new start frame is a different run."""
+    h = hashlib.sha256()
+    model = Path(config.model)
+    files = [model]
+    if model.suffix == ".json" and model.exists():
+        desc = json.loads(model.read_text())
+        files += [model.parent / desc[k] for k in ("table", "ld_file") if desc.get(k)]
+    for f in files:
+        h.update(f.read_bytes() if f.exists() else b"missing")
+    for array in (start.positions, start.box, start.bead_types, start.masses):
+        h.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+def completed_run(config: SimulationConfig, workdir: str | os.PathLike, read: bool = True,
+                  start: StartStructure | None = None) -> SimulationResult | None:
+    """The finished run of exactly ``config`` (and, given ``start``, of the same model files and
+    start structure: :func:`inputs_fingerprint`) in ``workdir``, or None.
 
     Lets a later step (``hipcg evaluate`` after the pipeline's simulate stage, or a resumed
     pipeline) reuse a run instead of repeating it; a recorded blow-up is raised again.
@@ -406,6 +426,8 @@ def completed_run(config: SimulationConfig, workdir: str | os.PathLike,
         return None
     status, info = json.loads(summary.read_text()), json.loads(system.read_text())
     if info.get("config") != json.loads(json.dumps(asdict(config))):
+        return None
+    if start is not None and info.get("inputs_sha256") != inputs_fingerprint(config, start):
         return None
     if status.get("status") == "blew_up":
         raise BlowUpError(status.get("step"), status.get("reason", "recorded blow-up"), workdir)
@@ -428,7 +450,7 @@ def run_simulation(config: SimulationConfig, start: StartStructure, workdir: str
     """
     workdir = Path(workdir)
     if reuse:
-        done = completed_run(config, workdir, read=read)
+        done = completed_run(config, workdir, read=read, start=start)
         if done is not None:
             return done
         overwrite = True  # an unfinished or different run in workdir is replaced

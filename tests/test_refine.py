@@ -74,3 +74,25 @@ def test_refine_brings_a_wrong_p0_back_and_holds_the_density(lj_state, plugin_pa
     assert abs(term.p0) < 150.0
     assert record["converged"]
     assert abs(record["history"][-1]["density_error"][0]) < 0.01
+
+
+def test_a_model_rewritten_at_the_same_path_is_run_again(lj_state, plugin_path, tmp_path):
+    """Reusing finished CG runs must notice a new model file at the same path (the refine
+    stage rewrites its models in place between pipeline runs) and a new start structure."""
+    from hipcg.refine import write_with_volume_term
+    from hipcg.simulate import SimulationConfig, StartStructure, run_simulation
+
+    _, path, ds, _ = lj_state
+    model = write_with_volume_term(path, VolumeTerm(0.0, 0.0, 50.0), tmp_path / "m")
+    cfg = SimulationConfig(model=str(model), temperature=TEMPERATURE, steps=200, dump_every=20,
+                           thermo_every=20, timestep=5.0)
+    start = StartStructure.from_dataset(ds, -1)
+    first = run_simulation(cfg, start, tmp_path / "run", reuse=True)
+    assert run_simulation(cfg, start, tmp_path / "run", reuse=True).wall_s == first.wall_s  # reused
+    write_with_volume_term(path, VolumeTerm(-500.0, 0.0, 50.0), tmp_path / "m")  # same path
+    second = run_simulation(cfg, start, tmp_path / "run", reuse=True)
+    shift = np.mean(second.trajectory.thermo["Press"]) - np.mean(first.trajectory.thermo["Press"])
+    assert shift == pytest.approx(-500.0, abs=1e-3)  # same trajectory (to thermo print digits), + P_V
+    moved = StartStructure.from_dataset(ds, 0)
+    third = run_simulation(cfg, moved, tmp_path / "run", reuse=True)
+    assert third.wall_s != second.wall_s
