@@ -332,12 +332,10 @@ def density(masses: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 def compressibility(volumes: np.ndarray, temperature: float) -> float:
     """Isothermal compressibility from NPT volume fluctuations, 1/atm:
     kappa_T = (<V^2> - <V>^2) / (k_B T <V>) (volumes in Å^3, T in K; unit factors from ASE)."""
-    from ase import units
+    from .volume import ATM, KB
 
     volumes = np.asarray(volumes, dtype=np.float64)
-    kt = units.kB * temperature / (units.kcal / units.mol)  # kcal/mol
-    atm = 101325.0 * units.Pascal / (units.kcal / units.mol)  # kcal/(mol Å^3)
-    return float(volumes.var() / (kt * volumes.mean()) * atm)
+    return float(volumes.var() / (KB * temperature * volumes.mean()) * ATM)
 
 
 def unwrap(positions_frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:

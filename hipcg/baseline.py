@@ -324,6 +324,18 @@ def read_descriptor(path: str | os.PathLike) -> dict:
     return desc
 
 
+def descriptor_volume(desc: dict, source: str = "baseline descriptor") -> VolumeTerm | None:
+    """The volume term a baseline descriptor carries, if any."""
+    return VolumeTerm.from_dict(desc["volume_term"], source) if desc.get("volume_term") else None
+
+
+def descriptor_files(path: str | os.PathLike) -> list[Path]:
+    """A descriptor and the files it names beside it (table, LD file): what a copy must take."""
+    path = Path(path)
+    desc = json.loads(path.read_text())
+    return [path] + [path.parent / desc[k] for k in ("table", "ld_file") if desc.get(k)]
+
+
 def load_baseline(path: str | os.PathLike) -> PairForceTable:
     desc = read_descriptor(path)
     ld = desc.get("local_density")
@@ -331,7 +343,7 @@ def load_baseline(path: str | os.PathLike) -> PairForceTable:
                           np.asarray(desc["f"]), np.asarray(desc["r_inner"]),
                           np.asarray(desc["wall_slope"]),
                           LocalDensity.from_dict(ld) if ld else None,
-                          VolumeTerm.from_dict(desc["volume_term"], str(path)) if desc.get("volume_term") else None)
+                          descriptor_volume(desc, str(path)))
 
 
 def table_pair_lines(desc: dict, type_names: list[str], plugin: Path | None = None) -> list[str]:
@@ -340,7 +352,7 @@ def table_pair_lines(desc: dict, type_names: list[str], plugin: Path | None = No
     ``pair_style hipcg/volume`` of the plugin, ``plugin``)."""
     order = {name: k for k, name in enumerate(desc["type_names"])}
     ld = desc.get("ld_path")
-    volume = VolumeTerm.from_dict(desc["volume_term"]) if desc.get("volume_term") else None
+    volume = descriptor_volume(desc)
     extra = (["local/density"] if ld else []) + (["hipcg/volume"] if volume else [])
     table = "table" if extra else ""  # hybrid/overlay names the sub-style in pair_coeff
     lines = ["# the baseline: force-matched pair tables (+ a local-density term, + a volume term) "

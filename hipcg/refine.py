@@ -54,8 +54,9 @@ class RefineConfig:
 
 def read_volume_term(model: Path) -> VolumeTerm | None:
     if model.suffix == ".json":
-        desc = json.loads(model.read_text())
-        return VolumeTerm.from_dict(desc["volume_term"], str(model)) if desc.get("volume_term") else None
+        from .baseline import descriptor_volume, read_descriptor
+
+        return descriptor_volume(read_descriptor(model), str(model))
     from .modelfile import read_metadata
 
     return read_metadata(model).volume
@@ -65,10 +66,11 @@ def write_with_volume_term(model: Path, term: VolumeTerm, out_dir: Path) -> Path
     """A copy of ``model`` in ``out_dir`` with ``term`` as its volume term."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if model.suffix == ".json":
+        from .baseline import descriptor_files
+
+        for f in descriptor_files(model)[1:]:  # the table and LD files sit beside it
+            shutil.copyfile(f, out_dir / f.name)
         desc = json.loads(model.read_text())
-        for key in ("table", "ld_file"):  # the files the descriptor names sit beside it
-            if desc.get(key):
-                shutil.copyfile(model.parent / desc[key], out_dir / desc[key])
         desc["volume_term"] = term.to_dict()
         return write_json_atomic(out_dir / model.name, desc, indent=1)
     from .modelfile import load_model, save_model
@@ -79,7 +81,8 @@ def write_with_volume_term(model: Path, term: VolumeTerm, out_dir: Path) -> Path
 
 
 def _run(model: Path, settings, state: dict, ensemble: str, steps: int, start, workdir: Path):
-    """One CG run; (mean pressure, mean density, compressibility) of its production part."""
+    """One CG run: mean pressure and density and the compressibility (NPT) of its production
+    part, or ``{"blew_up": ...}``."""
     from .evaluate import simulation_config
     from .simulate import run_or_blowup
 

@@ -403,8 +403,9 @@ def inputs_fingerprint(config: SimulationConfig, start: StartStructure) -> str:
     model = Path(config.model)
     files = [model]
     if model.suffix == ".json" and model.exists():
-        desc = json.loads(model.read_text())
-        files += [model.parent / desc[k] for k in ("table", "ld_file") if desc.get(k)]
+        from .baseline import descriptor_files
+
+        files = descriptor_files(model)
     for f in files:
         h.update(f.read_bytes() if f.exists() else b"missing")
     for array in (start.positions, start.box, start.bead_types, start.masses):

@@ -26,16 +26,16 @@ import numpy as np
 from .errors import ModelFileError
 
 
-def _atm() -> float:
+def _real_units() -> tuple[float, float]:
     from ase import units
 
-    return 101325.0 * units.Pascal / (units.kcal / units.mol)
+    kcal_mol = units.kcal / units.mol
+    return 101325.0 * units.Pascal / kcal_mol, units.kB / kcal_mol
 
 
-#: 1 atm in kcal/(mol Å^3) (LAMMPS real: force->nktv2p is its inverse)
-ATM = _atm()
-#: Boltzmann's constant in kcal/(mol K)
-KB = 0.0019872042586408316
+#: 1 atm in kcal/(mol Å^3) (LAMMPS real: force->nktv2p is its inverse), and Boltzmann's
+#: constant in kcal/(mol K), both from ASE's units
+ATM, KB = _real_units()
 
 FORM = "linear-pressure"
 
