@@ -619,33 +619,25 @@ void PairHipcg::compute(int eflag, int vflag)
   if (eflag_atom)
     for (int i = 0; i < nlocal; i++) eatom[i] += e[i];
 
-  if (vflag_atom) {
-    // W = -sum_pairs r (x) dE/dr, split equally between the two beads of a pair
-    for (int64_t p = 0; p < n_pairs; p++) {
-      const double *r = pair_vec_.data() + 3 * p;
-      const double *gp = g + 3 * p;
-      const double v[6] = {-0.5 * r[0] * gp[0], -0.5 * r[1] * gp[1], -0.5 * r[2] * gp[2],
-                           -0.5 * r[0] * gp[1], -0.5 * r[0] * gp[2], -0.5 * r[1] * gp[2]};
-      for (int k = 0; k < 6; k++) {
-        vatom[pair_first_atom_[p]][k] += v[k];
-        vatom[pair_second_atom_[p]][k] += v[k];
-      }
-    }
-  }
-  if (vflag_global) {
-    // no f.r this call (sub-style of hybrid): the same pair sum, whole, for the global virial
+  if (vflag_atom || vflag_global) {
+    // W = -sum_pairs r (x) dE/dr: per bead split equally between the two beads of a pair;
+    // whole for the global virial when there is no f.r this call (sub-style of hybrid)
     double w[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
     for (int64_t p = 0; p < n_pairs; p++) {
       const double *r = pair_vec_.data() + 3 * p;
       const double *gp = g + 3 * p;
-      w[0] -= r[0] * gp[0];
-      w[1] -= r[1] * gp[1];
-      w[2] -= r[2] * gp[2];
-      w[3] -= r[0] * gp[1];
-      w[4] -= r[0] * gp[2];
-      w[5] -= r[1] * gp[2];
+      const double v[6] = {-r[0] * gp[0], -r[1] * gp[1], -r[2] * gp[2],
+                           -r[0] * gp[1], -r[0] * gp[2], -r[1] * gp[2]};
+      for (int k = 0; k < 6; k++) {
+        w[k] += v[k];
+        if (vflag_atom) {
+          vatom[pair_first_atom_[p]][k] += 0.5 * v[k];
+          vatom[pair_second_atom_[p]][k] += 0.5 * v[k];
+        }
+      }
     }
-    for (int k = 0; k < 6; k++) virial[k] += w[k];
+    if (vflag_global)
+      for (int k = 0; k < 6; k++) virial[k] += w[k];
   }
   // the volume term goes after f.r, which cannot see it (no forces); virial_fdotr_compute
   // clears vflag_fdotr, so whether a global virial is being summed is read first
