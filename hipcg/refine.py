@@ -131,6 +131,7 @@ def refine(model: Path, states: list[tuple[dict, object]], settings, config: Ref
     current = write(term, "iter0")
 
     converged = False
+    best = (float("inf"), term)  # (worst |density error|, term it ran with)
     for it in range(1, config.max_iterations + 1):
         runs = [_run(current, settings, st, "npt", config.npt_steps, start,
                      workdir / f"iter{it}" / "runs" / f"state{i}")
@@ -147,11 +148,15 @@ def refine(model: Path, states: list[tuple[dict, object]], settings, config: Ref
         history.append(entry)
         log(f"  refine NPT {it}: density error {', '.join(f'{100 * e:+.1f} %' for e in errors)}, "
             f"kappa {', '.join(f'{k:.2e}' for k in kappa_cg)} /atm (p0 {term.p0:.0f}, K {term.bulk:.0f} atm)")
+        if max(abs(e) for e in errors) < best[0]:
+            best = (max(abs(e) for e in errors), term)
         if _converged(errors, kappa_cg, kappa_ref, config):
             converged = True
             break
         term = _update(term, errors, kappa_cg, kappa_ref, config)
         current = write(term, f"iter{it}")
+    if not converged and best[0] < float("inf"):
+        term = best[1]  # not converged: the iterate that came closest, not an untried update
     final = write(term, "model")
     return {"converged": converged, "model": str(final), "history": history,
             "tolerance": config.tolerance, "term": term.to_dict()}
@@ -169,9 +174,12 @@ def _converged(errors, kappa_cg, kappa_ref, config: RefineConfig) -> bool:
 
 def _update(term: VolumeTerm, errors, kappa_cg, kappa_ref, config: RefineConfig) -> VolumeTerm:
     """One Newton-like step on (p0, K) from the NPT runs (module docstring)."""
-    # the CG compressibility decides how far p0 must move; a gas-like or noisy kappa is kept
-    # within [0.3, 3] x the atomistic one so that one bad run cannot throw the term far off
-    kappas = [float(np.clip(k, 0.3 * r, 3.0 * r)) if r else k for k, r in zip(kappa_cg, kappa_ref)]
+    # the CG compressibility decides how far p0 must move (linear response of the CG model, not
+    # of the atomistic one: CG models are often several times softer); only a gas-like or
+    # noisy kappa is kept within [0.3, 10] x the atomistic one.  A bound of 3x made the
+    # default study's HIP-NN-TS (kappa 5x the atomistic) overshoot and oscillate: -1.8, +2.1,
+    # -2.1, +2.4, -3.0 % over five iterations
+    kappas = [float(np.clip(k, 0.3 * r, 10.0 * r)) if r else k for k, r in zip(kappa_cg, kappa_ref)]
     p0 = term.p0 + float(np.mean([e / k for e, k in zip(errors, kappas)]))
     bulk = term.bulk
     if config.compressibility and all(kappa_ref):

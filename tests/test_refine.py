@@ -29,9 +29,12 @@ def test_update_moves_p0_by_the_density_error_over_kappa_and_k_towards_the_modul
     # 2 % too dense at kappa 1e-4: p0 += 0.02 / 1e-4 = +200 atm; K += 0.5 (1/5e-5 - 1/1e-4)
     new = _update(term, [0.02], [1e-4], [5e-5], config)
     assert new.p0 == pytest.approx(-100.0) and new.bulk == pytest.approx(5000.0)
-    # a gas-like kappa is clipped to 3x the atomistic one for p0 (K gets the whole modulus gap)
+    # a gas-like kappa is clipped to 10x the atomistic one for p0 (K gets the whole modulus gap)
     gas = _update(term, [-0.5], [1.0], [1e-4], config)
-    assert gas.p0 == pytest.approx(-300.0 - 0.5 / 3e-4) and gas.bulk == pytest.approx(0.5 * (1e4 - 1.0))
+    assert gas.p0 == pytest.approx(-300.0 - 0.5 / 1e-3) and gas.bulk == pytest.approx(0.5 * (1e4 - 1.0))
+    # a CG model 5x softer than the atomistic one moves by its own kappa (no overshoot)
+    soft = _update(term, [0.02], [5e-4], [1e-4], RefineConfig(compressibility=False))
+    assert soft.p0 == pytest.approx(-300.0 + 0.02 / 5e-4) and soft.bulk == 0.0
     # too stiff: K never takes away more than half of the CG model's own modulus
     stiff = _update(term, [0.0], [1e-5], [1e-4], RefineConfig(damping=1.0))
     assert stiff.bulk == pytest.approx(-0.5 * 1e5)
