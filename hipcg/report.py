@@ -107,15 +107,27 @@ def plot_rdfs(result: dict, outdir: Path) -> list[Path]:
     return paths
 
 
+def _isobars(rows: list[dict]) -> list[list[dict]]:
+    """``rows`` grouped by pressure, each group sorted by T: lines join only the state points of
+    one isobar (a line from 300 K / 1 atm to 450 K / 1000 atm would suggest a path never run)."""
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(r.get("pressure_ref"), []).append(r)
+    return [sorted(g, key=lambda r: r["temperature"]) for g in groups.values()]
+
+
 def _model_lines(ax, table: list[dict], key: str) -> None:
-    """One line per model of ``key`` against T; trained state points filled, held out open."""
+    """One line per model and isobar of ``key`` against T; trained state points filled, held out open."""
     for model in dict.fromkeys(r["model"] for r in table):
-        rs = sorted((r for r in table if r["model"] == model), key=lambda r: r["temperature"])
-        v = [np.nan if r[key] is None else r[key] for r in rs]
-        (line,) = ax.plot([r["temperature"] for r in rs], v, "-", lw=1, label=model)
-        for r, vv in zip(rs, v):
-            ax.plot(r["temperature"], vv, "o", color=line.get_color(), ms=7,
-                    mfc=line.get_color() if r["trained"] else "white")
+        color = None
+        for rs in _isobars([r for r in table if r["model"] == model]):
+            v = [np.nan if r[key] is None else r[key] for r in rs]
+            (line,) = ax.plot([r["temperature"] for r in rs], v, "-", lw=1, color=color,
+                              label=model if color is None else None)
+            color = line.get_color()
+            for r, vv in zip(rs, v):
+                ax.plot(r["temperature"], vv, "o", color=color, ms=7,
+                        mfc=color if r["trained"] else "white")
 
 
 def _panels_vs_temperature(table: list[dict], panels: list, outdir: Path, name: str,
@@ -165,9 +177,15 @@ def plot_thermo_vs_temperature(table: list[dict], outdir: Path) -> Path | None:
         return None
 
     def decorate(ax, panel):
-        ref = sorted({(r["temperature"], r[panel[1]]) for r in table if r[panel[1]] is not None})
-        if ref:
-            ax.plot(*zip(*ref), "k-s", lw=1.5, ms=5, label="atomistic (mapped)")
+        rows = list({r["state_point"]: r for r in table if r[panel[1]] is not None}.values())
+        isobars = _isobars(rows)
+        for k, rs in enumerate(isobars):
+            ax.plot([r["temperature"] for r in rs], [r[panel[1]] for r in rs], "k-s", lw=1.5, ms=5,
+                    label="atomistic (mapped)" if k == 0 else None)
+            if len(isobars) > 1:  # say which isobar each reference point is on
+                for r in rs:
+                    ax.annotate(f"{_fmt(r.get('pressure_ref'), 'g')} atm", (r["temperature"], r[panel[1]]),
+                                textcoords="offset points", xytext=(6, -10), fontsize=7)
 
     return _panels_vs_temperature(table, panels, outdir, "thermo_vs_temperature.png", 4.6, decorate)
 

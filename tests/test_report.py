@@ -91,3 +91,13 @@ def test_held_out_points_carry_floor_null_and_score(evaluation, tmp_path):
                 assert r["transferability_score"] == pytest.approx(expected)
     md = paths["report.md"].read_text()
     assert "## Transferability" in md and "mean score" in md
+
+
+def test_temperature_plots_join_only_state_points_of_one_pressure():
+    """A line from 300 K / 1 atm to 450 K / 1000 atm would suggest a path never run."""
+    from hipcg.report import _isobars
+
+    rows = [{"state_point": n, "temperature": t, "pressure_ref": p}
+            for n, t, p in [("a", 450.0, 1.0), ("b", 300.0, 1000.0), ("c", 300.0, 1.0), ("d", 350.0, 1.0)]]
+    groups = _isobars(rows)
+    assert [[r["state_point"] for r in g] for g in groups] == [["c", "d", "a"], ["b"]]
