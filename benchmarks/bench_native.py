@@ -185,7 +185,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--published", action="store_true", help="also the published size at 256 beads")
+    parser.add_argument("--published", action="store_true", help="also the published size")
+    parser.add_argument("--published-sizes", type=int, nargs="+", default=[256],
+                        help="bead counts for --published (default 256)")
     parser.add_argument("--profile", action="store_true",
                         help="also the plugin's per-call model timings (HIPCG_PROFILE=1) and GFLOP/s")
     parser.add_argument("--json", type=Path, default=None)
@@ -202,7 +204,7 @@ def main() -> None:
                                  args.profile)
         if args.published:
             model = export(root, "published", PUBLISHED_MODEL, "float64")
-            results["rows"] += bench(root, plugin, "published", model, PUBLISHED_MODEL, [256], args.threads,
+            results["rows"] += bench(root, plugin, "published", model, PUBLISHED_MODEL, args.published_sizes, args.threads,
                                      args.profile)
     results["seconds"] = round(time.perf_counter() - start, 1)
     if args.json:
