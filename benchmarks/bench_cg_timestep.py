@@ -28,19 +28,24 @@ from hipcg.lammps.runner import run_lammps
 from hipcg.volume import KB
 
 
-def thermalise(data: Path, plugin: Path, model: Path, type_name: str, temperature: float,
-               threads: int, workdir: Path) -> Path:
-    script = f"""units real
+def model_setup(read: str, plugin: Path, model: Path, type_name: str, threads: int) -> str:
+    """The input's first lines: the system (``read``: a read_data/read_restart line) and the model."""
+    return f"""units real
 atom_style atomic
 atom_modify map array
 newton on
-read_data {data}
+{read}
 plugin load {plugin}
 pair_style hipcg device cpu threads {threads}
 pair_coeff * * {model} {type_name}
 neighbor 2.0 bin
 neigh_modify every 1 delay 0 check yes
-velocity all create {temperature} 4242 dist gaussian mom yes rot yes
+"""
+
+
+def thermalise(data: Path, plugin: Path, model: Path, type_name: str, temperature: float,
+               threads: int, workdir: Path) -> Path:
+    script = model_setup(f"read_data {data}", plugin, model, type_name, threads) + f"""velocity all create {temperature} 4242 dist gaussian mom yes rot yes
 fix t all nvt temp {temperature} {temperature} 100.0
 timestep 2.0
 thermo 500
@@ -65,17 +70,7 @@ def nve(restart: Path, plugin: Path, model: Path, type_name: str, dt: float, ps:
         threads: int, workdir: Path, n_beads: int) -> dict:
     steps = int(round(ps * 1000 / dt))
     every = max(1, int(round(20.0 / dt)))  # a thermo line every ~20 fs
-    script = f"""units real
-atom_style atomic
-atom_modify map array
-newton on
-read_restart {restart}
-plugin load {plugin}
-pair_style hipcg device cpu threads {threads}
-pair_coeff * * {model} {type_name}
-neighbor 2.0 bin
-neigh_modify every 1 delay 0 check yes
-fix e all nve
+    script = model_setup(f"read_restart {restart}", plugin, model, type_name, threads) + f"""fix e all nve
 timestep {dt}
 thermo_style custom step time temp pe etotal
 thermo_modify norm no flush yes
