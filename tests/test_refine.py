@@ -14,7 +14,7 @@ from hipcg.data import load_dataset
 from hipcg.evaluate import EvaluationSettings
 from hipcg.graph import evaluate, periodic_graph
 from hipcg.models.lj import LennardJones
-from hipcg.refine import RefineConfig, _converged, _update, read_volume_term, refine
+from hipcg.refine import RefineConfig, _misfit, _update, read_volume_term, refine
 from hipcg.volume import ATM, KB, VolumeTerm
 
 from lj_reference import CUTOFF, EPSILON, SIGMA, lj_dataset
@@ -38,10 +38,15 @@ def test_update_moves_p0_by_the_density_error_over_kappa_and_k_towards_the_modul
     # too stiff: K never takes away more than half of the CG model's own modulus
     stiff = _update(term, [0.0], [1e-5], [1e-4], RefineConfig(damping=1.0))
     assert stiff.bulk == pytest.approx(-0.5 * 1e5)
-    assert _converged([0.005], [1.1e-4], [1e-4], config)
-    assert not _converged([0.005], [2e-4], [1e-4], config)  # kappa 100 % off
-    assert _converged([0.005], [2e-4], [1e-4], RefineConfig(compressibility=False))
-    assert not _converged([0.02], [1e-4], [1e-4], config)
+    # converged = misfit < 1 (density within tolerance and, with K refined, kappa too)
+    assert _misfit([0.005], [1.1e-4], [1e-4], config) < 1.0
+    assert _misfit([0.005], [2e-4], [1e-4], config) > 1.0  # kappa 100 % off
+    assert _misfit([0.005], [2e-4], [1e-4], RefineConfig(compressibility=False)) < 1.0
+    assert _misfit([0.02], [1e-4], [1e-4], config) > 1.0
+    # an unconverged refine keeps the smallest misfit: with K refined, kappa counts too
+    tight = RefineConfig(compressibility=True, tolerance=0.01, compressibility_tolerance=0.1)
+    assert _misfit([0.0004], [7.24e-5], [6.35e-5], tight) < _misfit([0.0001], [7.55e-5], [6.35e-5], tight)
+    assert _misfit([0.0001], [7.55e-5], [6.35e-5], tight) == pytest.approx((7.55 / 6.35 - 1) / 0.1)
 
 
 @pytest.fixture(scope="module")
