@@ -40,11 +40,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bead_systems import random_liquid  # noqa: E402
-from bench_plugin import MEOH_MASS, plugin_step_time  # noqa: E402
+from bench_plugin import plugin_step_time, run_nve  # noqa: E402
 
 from hipcg.export import export_model  # noqa: E402
-from hipcg.lammps.data_file import write_lammps_data  # noqa: E402
-from hipcg.lammps.runner import run_lammps  # noqa: E402
 from hipcg.lammps.plugin import build_plugin  # noqa: E402
 from hipcg.models.hipnn import HipnnConfig, HipnnEnergy, build_network  # noqa: E402
 
@@ -115,24 +113,8 @@ PROFILE_LINE = re.compile(r"pair hipcg profile \(rank 0, (\d+) calls, (\d+) pair
 def profile_backend(root: Path, plugin: Path, model: Path, box, backend: str, threads: int,
                     steps: int) -> dict:
     """The plugin's per-call timings (HIPCG_PROFILE=1) over an NVE run of ``steps`` steps."""
-    work = root / f"profile_{len(box.positions)}_{threads}_{backend}"
-    work.mkdir(parents=True, exist_ok=True)
-    data = write_lammps_data(work / "beads.data", box.positions, [1] * len(box.positions), [MEOH_MASS],
-                             box.cell)
-    script = f"""units real
-atom_style atomic
-read_data {data}
-plugin load {plugin}
-pair_style hipcg device cpu threads {threads} backend {backend}
-pair_coeff * * {model} MeOH
-neighbor 2.0 bin
-velocity all create 300 12345 loop geom
-fix nve all nve
-timestep 2.0
-thermo {steps}
-run {steps}
-"""
-    result = run_lammps(script, work, threads=threads, env={"HIPCG_PROFILE": "1"})
+    result = run_nve(root, plugin, model, box.positions, box.cell, threads, steps, "cpu",
+                     f"backend {backend}", env={"HIPCG_PROFILE": "1"}, tag=f"profile_{backend}")
     for line in result.output.splitlines():
         m = PROFILE_LINE.search(line)
         if m:

@@ -79,10 +79,11 @@ def published_model(root: Path, dtype: str) -> tuple[Path, HipnnConfig]:
                         overwrite=True), config
 
 
-def plugin_step_time(root: Path, plugin: Path, model: Path, positions, cell, threads: int, steps: int,
-                     device: str, style_args: str = "") -> tuple[float, int]:
-    """Seconds per NVE step; ``style_args``: more pair_style keywords (e.g. ``backend native``)."""
-    work = root / f"hipnn_{len(positions)}_{threads}_{device}"
+def run_nve(root: Path, plugin: Path, model: Path, positions, cell, threads: int, steps: int,
+            device: str, style_args: str = "", env: dict | None = None, tag: str = "hipnn"):
+    """An NVE run of ``steps`` steps of the beads through ``pair_style hipcg``; the LammpsResult.
+    ``style_args``: more pair_style keywords (e.g. ``backend native``); ``env``: for LAMMPS."""
+    work = root / f"{tag}_{len(positions)}_{threads}_{device}"
     work.mkdir(parents=True, exist_ok=True)
     data = write_lammps_data(work / "beads.data", positions, np.ones(len(positions), int), [MEOH_MASS], cell)
     script = f"""units real
@@ -98,12 +99,14 @@ timestep 2.0
 thermo {steps}
 run {steps}
 """
-    result = run_lammps(script, work, threads=threads)
-    pairs = 0
-    for line in result.output.splitlines():
-        if line.startswith("Ghost atoms") or line.startswith("Nghost:"):
-            pass
-    return loop_seconds_per_step(result, steps), pairs
+    return run_lammps(script, work, threads=threads, env=env)
+
+
+def plugin_step_time(root: Path, plugin: Path, model: Path, positions, cell, threads: int, steps: int,
+                     device: str, style_args: str = "") -> tuple[float, int]:
+    """Seconds per NVE step; ``style_args``: more pair_style keywords (e.g. ``backend native``)."""
+    result = run_nve(root, plugin, model, positions, cell, threads, steps, device, style_args)
+    return loop_seconds_per_step(result, steps), 0
 
 
 def keep_freed_memory_in_heap() -> None:
