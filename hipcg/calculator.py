@@ -12,6 +12,9 @@ A model with a volume term (pressure matching, ``metadata.volume_term``) adds it
 energy and isotropic stress on periodic cells, as the plugin does; on open boundaries, where the
 volume is undefined, it is an error.
 
+A temperature-aware model (W = E - T S, ``metadata.temperature_aware``) needs ``temperature``
+(K), as ``pair_style hipcg temperature T`` does; giving one to any other model is an error.
+
 Bead species come from ``atoms.arrays['hipcg_type']`` (type names) if present, else from the
 chemical symbols, matched against the model's type names.
 """
@@ -23,7 +26,7 @@ from ase import units
 from ase.calculators.calculator import Calculator, all_changes
 
 from .graph import evaluate, periodic_graph, with_volume_term
-from .modelfile import load_model
+from .modelfile import apply_temperature, load_model
 from .errors import DataError
 
 KCAL_PER_MOL = units.kcal / units.mol  # eV per (kcal/mol)
@@ -32,9 +35,10 @@ KCAL_PER_MOL = units.kcal / units.mol  # eV per (kcal/mol)
 class HipcgCalculator(Calculator):
     implemented_properties = ["energy", "energies", "forces", "stress", "free_energy"]
 
-    def __init__(self, model_path, device: str = "cpu", **kwargs):
+    def __init__(self, model_path, device: str = "cpu", temperature: float | None = None, **kwargs):
         super().__init__(**kwargs)
         self.module, self.metadata = load_model(model_path, map_location=device)
+        apply_temperature(self.module, self.metadata, temperature, str(model_path))
         self.device = device
         self._index = {name: i for i, name in enumerate(self.metadata.type_names)}
 

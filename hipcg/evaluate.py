@@ -100,6 +100,16 @@ class ForcePredictor:
             self.module, self.meta = load_model(path)
             self.type_names, self.cutoff = list(self.meta.type_names), self.meta.cutoff
 
+    @property
+    def model_kind(self) -> str:
+        """What the report's rows call it: pairwise, local-density, hipnn, hipnn-temperature
+        (another model file: its metadata's kind, e.g. lennard-jones)."""
+        if self.kind == "baseline":
+            return "local-density" if self.table.local_density is not None else "pairwise"
+        if self.meta.model.startswith("hipnn:"):
+            return "hipnn-temperature" if self.meta.temperature_aware else "hipnn"
+        return self.meta.model or "hipcg"
+
     def species(self, dataset_type_names: list[str], bead_types: np.ndarray) -> np.ndarray:
         index = {n: k for k, n in enumerate(self.type_names)}
         missing = sorted(set(dataset_type_names[t] for t in np.unique(bead_types)) - set(index))
@@ -107,10 +117,15 @@ class ForcePredictor:
             raise DataError(f"{self.path}: knows types {self.type_names}, data has {missing}")
         return np.array([index[dataset_type_names[t]] for t in bead_types])
 
-    def forces(self, positions, box, species) -> np.ndarray:
+    def forces(self, positions, box, species, temperature: float | None = None) -> np.ndarray:
+        """Forces on one frame; ``temperature`` (K) sets a temperature-aware model's T."""
         if self.kind == "baseline":
             return self.table.forces(positions, box, species)
         from .graph import evaluate as graph_evaluate, periodic_graph
+        from .modelfile import apply_temperature
+
+        apply_temperature(self.module, self.meta,
+                          temperature if self.meta.temperature_aware else None, str(self.path))
 
         g = periodic_graph(positions, box, species, self.cutoff)
         return graph_evaluate(self.module, g, dtype=self.meta.torch_dtype).forces
@@ -122,13 +137,15 @@ def _frame_subset(n_frames: int, max_frames: int) -> np.ndarray:
     return np.unique(np.linspace(0, n_frames - 1, max_frames).round().astype(int))
 
 
-def static_metrics(predictor: ForcePredictor, dataset, max_frames: int = 50) -> dict:
-    """Force RMSE, MAE (kcal/(mol Å)) and R^2 per Cartesian component over frames and beads."""
+def static_metrics(predictor: ForcePredictor, dataset, max_frames: int = 50,
+                   temperature: float | None = None) -> dict:
+    """Force RMSE, MAE (kcal/(mol Å)) and R^2 per Cartesian component over frames and beads
+    (a temperature-aware model evaluated at ``temperature``, the state point's)."""
     species = predictor.species(dataset.type_names, dataset.bead_types)
     pred, ref = [], []
     t0 = time.perf_counter()
     for k in _frame_subset(dataset.n_frames, max_frames):
-        pred.append(predictor.forces(dataset.positions[k], dataset.boxes[k], species))
+        pred.append(predictor.forces(dataset.positions[k], dataset.boxes[k], species, temperature))
         ref.append(np.asarray(dataset.forces[k], dtype=np.float64))
     pred, ref = np.concatenate(pred).ravel(), np.concatenate(ref).ravel()
     err = pred - ref
@@ -271,6 +288,7 @@ def evaluate(models: dict[str, str | os.PathLike], state_points: list[StatePoint
                               "units": {"force": "kcal/(mol Å)", "pressure": "atm", "density": "g/cm^3",
                                         "diffusion": "Å^2/fs (x 1e4 = 1e-5 cm^2/s)", "temperature": "K"}},
               "models": {n: {"path": str(Path(p).resolve()), "kind": predictors[n].kind,
+                             "model_kind": predictors[n].model_kind,
                              "cutoff": predictors[n].cutoff, "type_names": predictors[n].type_names}
                          for n, p in models.items()},
               "state_points": []}
@@ -289,7 +307,7 @@ def evaluate(models: dict[str, str | os.PathLike], state_points: list[StatePoint
                 references[r_max] = reference_observables(ds, r_max, state["frame_interval_fs"],
                                                           settings.max_reference_frames)
             ref = references[r_max]
-            static = static_metrics(pred, ds, settings.max_static_frames)
+            static = static_metrics(pred, ds, settings.max_static_frames, state["temperature"])
             dyn = dynamic_metrics(Path(models[name]), ds, state, ref, r_max, settings,
                                   Path(runs_dir or workdir) / sp.name / slug(name), overwrite=overwrite,
                                   reuse=reuse)

@@ -43,12 +43,18 @@ def export_model(model: torch.nn.Module, path: str | Path, type_names: list[str]
                               "torch": torch.__version__},
                  **(info or {})}
     volume = getattr(model, "volume", None)  # pressure matching's term: metadata, not the trace
+    hipnn = getattr(model, "network", model)  # CGModel or a bare HipnnEnergy
+    aware = bool(getattr(hipnn, "temperature_aware", False))
     metadata = ModelMetadata(type_names=list(type_names), cutoff=config.cutoff,
                              n_interaction_layers=config.n_interaction_layers, dtype=dtype,
                              model=f"hipnn:{config.network}" + ("+prior" if prior is not None else "")
-                             + ("+volume" if volume is not None else ""),
+                             + ("+volume" if volume is not None else "")
+                             + ("+temperature" if aware else ""),
                              info=meta_info,
-                             volume_term=volume.term().to_dict() if volume is not None else None)
+                             volume_term=volume.term().to_dict() if volume is not None else None,
+                             temperature_aware=aware,
+                             reference_temperature=(float(hipnn.reference_temperature) if aware
+                                                    else None))
     # the volume term is metadata, not part of forward: keep its parameters out of the trace
     # (the plugin's native evaluator refuses parameters of networks it does not know)
     if volume is not None:

@@ -6,7 +6,8 @@ potential energy; trajectories carry neither, so they come from a side file matc
 frames by timestep (LAMMPS) or time (GROMACS):
 
 * ``hipcg reference`` runs: their ``nvt_samples.dat`` (found next to the dump automatically);
-* a LAMMPS log (``thermo_style custom step vol temp press pxx pyy pzz pxy pxz pyz pe ke``;
+* a LAMMPS log (``thermo_style custom step vol temp press pxx pyy pzz pxy pxz pyz pe ke``, and
+  ``ebond eangle edihed eimp`` for the non-bonded energy;
   read with ``lammps.formats.LogFile``, the LAMMPS package's own parser);
 * a GROMACS energy file (``.edr``, read with ``pyedr``).
 
@@ -25,10 +26,15 @@ from .errors import DataError
 #: dataset key -> unit (LAMMPS real)
 KEYS = {"volume": "Angstrom^3", "temperature": "K", "pressure": "atm",
         "pressure_tensor": "atm (3x3, symmetric)", "potential_energy": "kcal/mol",
-        "kinetic_energy": "kcal/mol"}
+        "kinetic_energy": "kcal/mol",
+        # pe minus the bonded terms (bonds, angles, dihedrals, impropers): what energy matching
+        # fits, since the bonded energy of a molecule hardly depends on where the beads are and
+        # only adds noise (kT/2 per internal degree of freedom)
+        "nonbonded_energy": "kcal/mol"}
 _TENSOR = ("pxx", "pyy", "pzz", "pxy", "pxz", "pyz")
 # columns of hipcg reference's nvt_samples.dat (hipcg.reference.nvt_script), in order
-REFERENCE_COLUMNS = ("step", "vol", "density", "temp", "press", "pe") + _TENSOR + ("ke",)
+REFERENCE_COLUMNS = ("step", "vol", "density", "temp", "press", "pe") + _TENSOR + ("ke", "ebonded")
+_BONDED = ("E_bond", "E_angle", "E_dihed", "E_impro")  # LAMMPS thermo headers
 _BAR_TO_ATM = 1.0 / 1.01325
 _EV_TO_KCAL_MOL = 23.060547830619
 _KJ_TO_KCAL = 1.0 / 4.184
@@ -59,6 +65,8 @@ class FrameThermo:
                             ("potential_energy", "pe"), ("kinetic_energy", "ke")):
             if column in c:
                 out[key] = c[column]
+        if "pe" in c and "ebonded" in c:
+            out["nonbonded_energy"] = c["pe"] - c["ebonded"]
         if all(name in c for name in _TENSOR):
             xx, yy, zz, xy, xz, yz = (c[name] for name in _TENSOR)
             out["pressure_tensor"] = np.stack([np.stack([xx, xy, xz], -1), np.stack([xy, yy, yz], -1),
@@ -84,7 +92,7 @@ def read_reference_samples(path: str | Path) -> FrameThermo:
         data = read_samples(path)
     except ValueError as err:
         raise DataError(f"{path}: unreadable samples: {err}") from None
-    names = REFERENCE_COLUMNS[:data.shape[1]]  # runs of hipcg 0.1 have the first six only
+    names = REFERENCE_COLUMNS[:data.shape[1]]  # earlier runs lack the last columns
     return FrameThermo(data[:, 0], {n: data[:, i] for i, n in enumerate(names) if n != "step"}, path)
 
 
@@ -98,7 +106,8 @@ def read_lammps_log(path: str | Path, units: str = "real") -> FrameThermo:
     except Exception as err:  # noqa: BLE001  (the parser raises several types)
         raise DataError(f"{path}: not a readable LAMMPS log: {err}") from None
     names = {"Step": "step", "Volume": "vol", "Temp": "temp", "Press": "press", "PotEng": "pe",
-             "KinEng": "ke", **{p.capitalize(): p for p in _TENSOR}}
+             "KinEng": "ke", **{p.capitalize(): p for p in _TENSOR},
+             **{key: key for key in _BONDED}}
     merged: dict[str, list] = {}
     for run in runs:
         for key, col in names.items():
@@ -108,11 +117,14 @@ def read_lammps_log(path: str | Path, units: str = "real") -> FrameThermo:
         raise DataError(f"{path}: no thermo output with a Step column")
     cols = {k: np.asarray(v, dtype=np.float64) for k, v in merged.items()
             if k != "step" and len(v) == len(merged["step"])}
+    bonded = [cols.pop(k) for k in _BONDED if k in cols]
+    if len(bonded) == len(_BONDED):  # all four printed: the non-bonded energy is known
+        cols["ebonded"] = sum(bonded)
     if units == "metal":  # bar and eV -> atm and kcal/mol
         for k in ("press",) + _TENSOR:
             if k in cols:
                 cols[k] = cols[k] * _BAR_TO_ATM
-        for k in ("pe", "ke"):
+        for k in ("pe", "ke", "ebonded"):
             if k in cols:
                 cols[k] = cols[k] * _EV_TO_KCAL_MOL
     elif units != "real":

@@ -42,6 +42,11 @@ class ModelMetadata:
     info: dict[str, Any] = field(default_factory=dict)  # provenance: training, versions, prior
     # the pressure force matching cannot see (hipcg.volume.VolumeTerm.to_dict); None: no term
     volume_term: dict[str, Any] | None = None
+    # a temperature-aware model (W = E - T S, hipcg.models.hipnn.HipnnEnergy): it must be given
+    # the temperature it runs at (pair_style hipcg temperature T); T_ref in K scales its
+    # entropy head
+    temperature_aware: bool = False
+    reference_temperature: float | None = None
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -54,6 +59,9 @@ class ModelMetadata:
             raise ModelFileError(f"cutoff must be > 0, got {self.cutoff}")
         if self.n_interaction_layers < 1:
             raise ModelFileError(f"n_interaction_layers must be >= 1, got {self.n_interaction_layers}")
+        if self.temperature_aware and not (self.reference_temperature or 0) > 0:
+            raise ModelFileError("a temperature-aware model needs reference_temperature > 0 K, got "
+                                 f"{self.reference_temperature}")
         if self.volume_term is not None:
             self.volume_term = VolumeTerm.from_dict(self.volume_term, "metadata").to_dict()
 
@@ -123,3 +131,18 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
         raise ModelFileError(f"{path} is in units {metadata.units!r}, expected {units!r}")
     module.eval()
     return module, metadata
+
+
+def apply_temperature(module: torch.nn.Module, metadata: ModelMetadata, temperature: float | None,
+                      source: str) -> None:
+    """Set a temperature-aware model's T, as ``pair_style hipcg temperature T`` does: required
+    for such a model, refused for any other (it would silently mean nothing)."""
+    from .models.hipnn import set_temperature
+
+    if metadata.temperature_aware:
+        if temperature is None:
+            raise ModelFileError(f"{source} is temperature-aware (W = E - T S): give the temperature "
+                                 "it runs at (K)")
+        set_temperature(module, temperature)
+    elif temperature is not None:
+        raise ModelFileError(f"{source} is not temperature-aware: it takes no temperature")

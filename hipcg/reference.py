@@ -352,7 +352,8 @@ def nvt_script(system: SystemDef, cfg: ReferenceConfig, plan: Plan, temperature:
         # energies for pressure and energy matching, at every dumped step
         f'fix samples all print {math.gcd(SAMPLE_EVERY, plan.every)} "$(step) $(vol:%.8g) $(density:%.8g) '
         f'$(temp:%.6g) $(press:%.8g) $(pe:%.10g) $(pxx:%.8g) $(pyy:%.8g) $(pzz:%.8g) '
-        f'$(pxy:%.8g) $(pxz:%.8g) $(pyz:%.8g) $(ke:%.10g)" append nvt_samples.dat screen no',
+        f'$(pxy:%.8g) $(pxz:%.8g) $(pyz:%.8g) $(ke:%.10g) $(ebond+eangle+edihed+eimp:%.10g)" '
+        'append nvt_samples.dat screen no',
         f"restart {plan.restart_every} nvt.*.restart",
         f'print "HIPCG_PHASE {plan.compress + plan.npt + plan.settle}"',
         f"run {plan.production} upto",

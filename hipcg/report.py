@@ -51,6 +51,8 @@ def rows(result: dict) -> list[dict]:
             out.append({
                 "state_point": sp["name"], "trained": sp["trained"], "temperature": sp["temperature"],
                 "pressure_ref": sp.get("pressure"), "density_ref": sp.get("density"), "model": name,
+                # pairwise, local-density, hipnn, hipnn-temperature (older evaluations: None)
+                "model_kind": _get(result, "models", name, "model_kind"),
                 "force_rmse": _get(m, "static", "force_rmse"), "force_mae": _get(m, "static", "force_mae"),
                 "force_r2": _get(m, "static", "force_r2"), "rdf_error": nvt.get("rdf_error"),
                 "rdf_errors": nvt.get("rdf_errors") or {}, "bond_errors": nvt.get("bond_errors") or {},

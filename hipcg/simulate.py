@@ -159,7 +159,8 @@ def _model_info(model: str | os.PathLike) -> dict:
 
     meta = read_metadata(path)
     return {"kind": "hipcg", "type_names": list(meta.type_names), "cutoff": meta.cutoff,
-            "layers": meta.n_interaction_layers, "needs_plugin": True}
+            "layers": meta.n_interaction_layers, "needs_plugin": True,
+            "temperature_aware": meta.temperature_aware}
 
 
 def pair_lines(config: SimulationConfig, info: dict, type_names: list[str],
@@ -173,6 +174,8 @@ def pair_lines(config: SimulationConfig, info: dict, type_names: list[str],
     if plugin is None:
         raise ValueError("a hipcg model needs the plugin path (hipcg.lammps.plugin.build_plugin)")
     style = f"pair_style hipcg device {config.device} threads {config.threads}"
+    if info.get("temperature_aware"):
+        style += f" temperature {config.temperature:g}"  # W(R; T) at the thermostat's T
     lines = ["# the CG model: TorchScript file + type names in LAMMPS type order",
              f"plugin load {plugin}", style,
              f"pair_coeff * * {model} {' '.join(type_names)}"]

@@ -150,9 +150,24 @@ def run_map(ctx: StageContext) -> dict:
 
 
 _TRAIN_OWNED = ("state_points", "out_dir")
+#: the HIP-NN-TS models a pipeline can train (``train.kinds``): report label and run folder
+NETWORK_KINDS = {"hipnn": ("HIP-NN-TS", "hipnn"),
+                 "hipnn-temperature": ("HIP-NN-TS (T-aware)", "hipnn_temperature")}
 
 
-def _train_config(spec: PipelineSpec, section: dict, datasets: dict[str, str] | None, out_dir: Path):
+def _train_kinds(section: dict) -> list[str]:
+    kinds = section.get("kinds", ["hipnn"])
+    if (not isinstance(kinds, list) or not kinds or len(set(kinds)) != len(kinds)
+            or any(k not in NETWORK_KINDS for k in kinds)):
+        raise ConfigError(f"train.kinds: a non-empty list of distinct kinds from "
+                          f"{sorted(NETWORK_KINDS)}, got {kinds!r}")
+    return kinds
+
+
+def _train_config(spec: PipelineSpec, section: dict, datasets: dict[str, str] | None, out_dir: Path,
+                  kind: str = "hipnn"):
+    """The TrainConfig of one network kind: ``hipnn-temperature`` is the section's model made
+    temperature-aware, with its energy matching; ``hipnn`` the plain model (loss.energy off)."""
     from .train import TrainConfig
 
     owned = sorted(set(section) & set(_TRAIN_OWNED))
@@ -161,23 +176,36 @@ def _train_config(spec: PipelineSpec, section: dict, datasets: dict[str, str] | 
                           "remove it from the train section")
     points = [{"name": sp.name, "dataset": (datasets or {}).get(sp.name, f"{sp.name}.npz"),
                "role": sp.role} for sp in spec.state_points]
+    section = {k: v for k, v in section.items() if k != "kinds"}
+    aware = kind == "hipnn-temperature"
+    section["model"] = {**section.get("model", {}), "temperature_aware": aware}
+    if not aware:
+        section["loss"] = {**section.get("loss", {}), "energy": 0.0}
     return TrainConfig.from_dict({**section, "state_points": points, "out_dir": str(out_dir)}, "train")
 
 
 def run_train(ctx: StageContext) -> dict:
-    """Force-match HIP-NN-TS (resuming from its checkpoint after a kill) and the pairwise baseline."""
+    """Force-match each HIP-NN-TS kind of ``train.kinds`` (resuming a killed run from its
+    checkpoint) and the classical baselines."""
     from .train import CHECKPOINT, train
 
     spec: PipelineSpec = ctx.pipeline.spec
     datasets = {name: out["dataset"] for name, out in ctx.upstream["map"].items()}
-    out_dir = ctx.directory / "hipnn"
-    config = _train_config(spec, ctx.section, datasets, out_dir)
-    # resume only a killed run of this very configuration; anything else starts over
-    resume = ctx.resuming and (out_dir / CHECKPOINT).exists()
-    result = train(config, resume=resume, overwrite=not resume)
-    outputs = {"run_dir": str(out_dir), "epochs": result.epochs, "best_epoch": result.best_epoch,
-               "metrics": result.metrics, "prior": result.prior, "seconds": result.seconds,
-               "volume_fit": result.volume_fit}
+    networks = {}
+    for kind in _train_kinds(ctx.section):
+        label, folder = NETWORK_KINDS[kind]
+        out_dir = ctx.directory / folder
+        config = _train_config(spec, ctx.section, datasets, out_dir, kind)
+        # resume only a killed run of this very configuration; anything else starts over
+        resume = ctx.resuming and (out_dir / CHECKPOINT).exists()
+        print(f"train: {label}")
+        result = train(config, resume=resume, overwrite=not resume)
+        networks[label] = {"kind": kind, "run_dir": str(out_dir), "epochs": result.epochs,
+                           "best_epoch": result.best_epoch, "metrics": result.metrics,
+                           "prior": result.prior, "seconds": result.seconds,
+                           "volume_fit": result.volume_fit}
+    first = next(iter(networks.values()))  # the keys of a one-network pipeline, as before
+    outputs = {**{k: v for k, v in first.items() if k != "kind"}, "networks": networks}
     baseline = from_dict(BaselineConfig, spec.baseline, "baseline")
     if baseline.enabled:
         outputs.update(_fit_baselines(ctx, spec, baseline, datasets, config.model.cutoff))
@@ -214,13 +242,22 @@ def _fit_baselines(ctx: StageContext, spec, baseline: BaselineConfig, datasets: 
     return outputs
 
 
+def _networks(train_outputs: dict) -> dict[str, dict]:
+    """Label -> training record of every network the train stage made (older records: one)."""
+    return train_outputs.get("networks") or {"HIP-NN-TS": train_outputs}
+
+
 def run_export(ctx: StageContext) -> dict:
     from .export import export_run
 
     section = from_dict(ExportSection, ctx.section, "export")
-    path = export_run(ctx.upstream["train"]["run_dir"], ctx.directory / f"model_{section.dtype}.pt",
-                      dtype=section.dtype, overwrite=True)
-    return {"model": str(path), "dtype": section.dtype}
+    models = {}
+    for label, record in _networks(ctx.upstream["train"]).items():
+        folder = Path(record["run_dir"]).name
+        name = f"model_{section.dtype}.pt" if folder == "hipnn" else f"{folder}_{section.dtype}.pt"
+        models[label] = str(export_run(record["run_dir"], ctx.directory / name, dtype=section.dtype,
+                                       overwrite=True))
+    return {"model": next(iter(models.values())), "models": models, "dtype": section.dtype}
 
 
 def run_refine(ctx: StageContext) -> dict:
@@ -254,7 +291,7 @@ def _models(ctx: StageContext) -> dict[str, str]:
 
 
 def _trained_models(ctx: StageContext) -> dict[str, str]:
-    models = {"HIP-NN-TS": ctx.upstream["export"]["model"]}
+    models = dict(ctx.upstream["export"].get("models") or {"HIP-NN-TS": ctx.upstream["export"]["model"]})
     if ctx.upstream["train"].get("baseline"):
         models["pairwise MS-CG"] = ctx.upstream["train"]["baseline"]
     if ctx.upstream["train"].get("baseline_ld"):
@@ -323,9 +360,10 @@ def run_evaluate(ctx: StageContext) -> dict:
                       workdir=ctx.directory, overwrite=True, runs_dir=ctx.pipeline.stage_dir("simulate"),
                       reuse=True)
     # the prior's parameters belong in the report next to the numbers they produced
-    result["models"]["HIP-NN-TS"]["prior"] = ctx.upstream["train"].get("prior")
-    result["models"]["HIP-NN-TS"]["training"] = {
-        k: ctx.upstream["train"].get(k) for k in ("epochs", "best_epoch", "metrics", "volume_fit")}
+    for label, record in _networks(ctx.upstream["train"]).items():
+        result["models"][label]["prior"] = record.get("prior")
+        result["models"][label]["training"] = {
+            k: record.get(k) for k in ("epochs", "best_epoch", "metrics", "volume_fit")}
     for name, record in ctx.upstream.get("refine", {}).get("refined", {}).items():
         result["models"][name]["refine"] = record  # the self-consistent iterations
     from .evaluate import write_json
@@ -409,7 +447,8 @@ def validate(spec: PipelineSpec) -> None:
     # relative paths in a pipeline file are relative to the working directory (the repo root)
     if not section.mapping.exists():
         raise ConfigError(f"map.mapping: {section.mapping} does not exist")
-    _train_config(spec, spec.train, None, spec.out / "train")
+    for kind in _train_kinds(spec.train):
+        _train_config(spec, spec.train, None, spec.out / "train", kind)
     from_dict(BaselineConfig, spec.baseline, "baseline")
     from_dict(ExportSection, spec.export, "export")
     from .refine import RefineConfig

@@ -13,7 +13,7 @@ import torch
 
 from ..prior import RepulsivePrior
 from ..volume import VolumeTerm
-from .hipnn import HipnnConfig, HipnnEnergy, build_network
+from .hipnn import HEnergy, HipnnConfig, HipnnEnergy, build_network
 from .volume_term import VolumeTermModule
 
 
@@ -33,7 +33,24 @@ class CGModel(torch.nn.Module):
             energy = energy + self.prior(species, pair_first, pair_second, pair_vec)
         return energy
 
+    @property
+    def temperature_aware(self) -> bool:
+        return self.network.temperature_aware
+
+    def energy_entropy(self, species, pair_first, pair_second, pair_vec):
+        """Per bead (e_i, s'_i) of a temperature-aware model, the prior counted in e_i (it is
+        a temperature-independent wall): W_i(T) = e_i - (T / T_ref) s'_i."""
+        energy, entropy = self.network.energy_entropy(species, pair_first, pair_second, pair_vec)
+        if self.prior is not None:
+            energy = energy + self.prior(species, pair_first, pair_second, pair_vec)
+        return energy, entropy
+
 
 def build_cg_model(config: HipnnConfig, n_types: int, prior: RepulsivePrior | None,
-                   volume: VolumeTerm | None = None) -> CGModel:
-    return CGModel(HipnnEnergy(build_network(config, n_types)), prior, volume)
+                   volume: VolumeTerm | None = None,
+                   reference_temperature: float | None = None) -> CGModel:
+    """``reference_temperature`` given: a temperature-aware model (energy and entropy heads)."""
+    network = build_network(config, n_types)
+    entropy_head = HEnergy(network.feature_sizes) if reference_temperature is not None else None
+    return CGModel(HipnnEnergy(network, entropy_head=entropy_head,
+                               reference_temperature=reference_temperature), prior, volume)

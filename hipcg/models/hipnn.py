@@ -45,6 +45,8 @@ class HipnnConfig:
     cutoff: Positive = 15.0
     n_interaction_layers: PositiveInt = 1
     n_atom_layers: PositiveInt = 3
+    # W(R; T) = E(R) - T S(R): energy and entropy heads on the same features (HipnnEnergy)
+    temperature_aware: bool = False
 
     def __post_init__(self) -> None:
         check_fields(self, "model")
@@ -62,28 +64,76 @@ def build_network(config: HipnnConfig, n_types: int) -> torch.nn.Module:
 
 
 class HipnnEnergy(torch.nn.Module):
-    """Per-bead energies of a hippynn network plus hippynn's hierarchical energy head."""
+    """Per-bead energies of a hippynn network plus hippynn's hierarchical energy head.
 
-    def __init__(self, network: torch.nn.Module, head: HEnergy | None = None):
+    Temperature-aware (``entropy_head`` given): the potential of mean force
+    W(R; T) = E(R) - T S(R) with per-bead energy and entropy heads on the same features
+    (Lebold & Noid's dual potential, learned).  The entropy head's output s'_i is T_ref S_i in
+    kcal/mol, so both heads have the scale of an energy; ``forward`` returns
+    e_i - (T / T_ref) s'_i at the module's ``temperature`` buffer, which the plugin
+    (``pair_style hipcg temperature T``) and :func:`set_temperature` set.
+    """
+
+    def __init__(self, network: torch.nn.Module, head: HEnergy | None = None,
+                 entropy_head: HEnergy | None = None, reference_temperature: float | None = None):
         super().__init__()
         self.network = network
         self.head = head if head is not None else HEnergy(network.feature_sizes)
+        self.entropy_head = entropy_head
+        if entropy_head is not None:
+            if not reference_temperature or reference_temperature <= 0:
+                raise ConfigError("a temperature-aware network needs a reference temperature > 0 K")
+            t_ref = torch.tensor(float(reference_temperature), dtype=torch.float64)
+            self.register_buffer("reference_temperature", t_ref)
+            self.register_buffer("temperature", t_ref.clone())
         self.n_types = network.nf_in
         self.uses_coordinates = isinstance(network, HipnnVec)
 
-    def forward(self, species: torch.Tensor, pair_first: torch.Tensor, pair_second: torch.Tensor,
-                pair_vec: torch.Tensor) -> torch.Tensor:
+    @property
+    def temperature_aware(self) -> bool:
+        return self.entropy_head is not None
+
+    def features(self, species, pair_first, pair_second, pair_vec) -> list[torch.Tensor]:
         features = torch.nn.functional.one_hot(species, self.n_types).to(pair_vec.dtype)
         dist = torch.linalg.vector_norm(pair_vec, dim=1)
         if self.uses_coordinates:
             # hippynn's pair coordinates are x_first - x_second
-            all_features = self.network(features, pair_first, pair_second, dist, -pair_vec)
-        else:
-            all_features = self.network(features, pair_first, pair_second, dist)
-        energy = self.head.layers[0](all_features[0])
-        for layer, feats in zip(self.head.layers[1:], all_features[1:]):
-            energy = energy + layer(feats)
-        return energy.squeeze(1)
+            return self.network(features, pair_first, pair_second, dist, -pair_vec)
+        return self.network(features, pair_first, pair_second, dist)
+
+    @staticmethod
+    def _readout(head: HEnergy, all_features: list[torch.Tensor]) -> torch.Tensor:
+        out = head.layers[0](all_features[0])
+        for layer, feats in zip(head.layers[1:], all_features[1:]):
+            out = out + layer(feats)
+        return out.squeeze(1)
+
+    def energy_entropy(self, species, pair_first, pair_second, pair_vec):
+        """(e_i, s'_i) per bead, kcal/mol: W_i(T) = e_i - (T / T_ref) s'_i."""
+        all_features = self.features(species, pair_first, pair_second, pair_vec)
+        return self._readout(self.head, all_features), self._readout(self.entropy_head, all_features)
+
+    def forward(self, species: torch.Tensor, pair_first: torch.Tensor, pair_second: torch.Tensor,
+                pair_vec: torch.Tensor) -> torch.Tensor:
+        all_features = self.features(species, pair_first, pair_second, pair_vec)
+        energy = self._readout(self.head, all_features)
+        if self.entropy_head is not None:
+            scale = (self.temperature / self.reference_temperature).to(energy.dtype)
+            energy = energy - scale * self._readout(self.entropy_head, all_features)
+        return energy
+
+
+def set_temperature(module: torch.nn.Module, temperature: float) -> None:
+    """Set the temperature of a temperature-aware model (eager or TorchScript) in place."""
+    buffers = dict(module.named_buffers())
+    names = [n for n in buffers if n == "temperature" or n.endswith(".temperature")]
+    if not names:
+        raise ConfigError("this model is not temperature-aware: it has no temperature to set")
+    if not temperature > 0:
+        raise ConfigError(f"temperature must be > 0 K, got {temperature}")
+    with torch.no_grad():
+        for name in names:
+            buffers[name].fill_(float(temperature))
 
 
 def example_inputs(n_types: int, cutoff: float, dtype: torch.dtype, n_beads: int = 12,

@@ -31,8 +31,9 @@ from ..models.hipnn import HipnnConfig
 from ..prior import RepulsivePrior, fit_prior
 from .config import LossConfig, OptimizerConfig, SplitConfig, TrainConfig  # noqa: F401
 from ..volume import VolumeFit, VolumeTerm, fit_to_datasets
-from .data import (FrameRef, PressureTargets, Sets, load_datasets, load_pressure_targets,  # noqa: F401
-                   make_sets, split_frames)
+from .data import (FrameRef, PressureTargets, Sets, ThermalTargets, load_datasets,  # noqa: F401
+                   load_pressure_targets, load_thermal_targets, make_sets, reference_temperature,
+                   split_frames)
 from .devices import resolve_device, select_kernels
 from .loop import (epoch_batches, evaluate_frames, frame_virial, save_atomic, snapshot, stop_reason,
                    train_epoch)
@@ -67,18 +68,23 @@ class _Run:
     prior: dict | None
     state: dict
     volume_fit: VolumeFit | None = None
+    thermal: ThermalTargets | None = None  # temperature-aware models: temperatures and energies
 
 
 def _format_table(metrics: dict) -> str:
     has_p = any("pressure_rmse" in m for splits in metrics.values() for m in splits.values())
-    p_head = f" {'P bias':>8} {'P RMSE':>8}" if has_p else ""
-    p_unit = f" {'atm':>8} {'atm':>8}" if has_p else ""
+    has_e = any("energy_rmse" in m for splits in metrics.values() for m in splits.values())
+    p_head = (f" {'P bias':>8} {'P RMSE':>8}" if has_p else "") + (f" {'E RMSE':>9} {'E R^2':>6}" if has_e else "")
+    p_unit = (f" {'atm':>8} {'atm':>8}" if has_p else "") + (f" {'kcal/bead':>9} {'':>6}" if has_e else "")
     lines = [f"{'state point':<16} {'split':<8} {'frames':>6} {'RMSE':>10} {'MAE':>10} {'R^2':>8}{p_head}",
              f"{'':<16} {'':<8} {'':>6} {'kcal/mol/Å':>10} {'kcal/mol/Å':>10} {'':>8}{p_unit}"]
     for name, splits in metrics.items():
         for split, m in splits.items():
             p_cols = (f" {m['pressure_bias']:>8.0f} {m['pressure_rmse']:>8.0f}" if "pressure_rmse" in m
                       else (f" {'-':>8} {'-':>8}" if has_p else ""))
+            if has_e:
+                p_cols += (f" {m['energy_rmse']:>9.4f} {m['energy_r2']:>6.3f}" if "energy_rmse" in m
+                           else f" {'-':>9} {'-':>6}")
             lines.append(f"{name:<16} {split:<8} {m['frames']:>6} {m['rmse']:>10.4f} "
                          f"{m['mae']:>10.4f} {m['r2']:>8.4f}{p_cols}")
     return "\n".join(lines)
@@ -107,7 +113,8 @@ def _load_checkpoint(path: Path, config: TrainConfig) -> dict:
     return checkpoint
 
 
-def _build_run(config: TrainConfig, datasets, type_names, checkpoint, device, dtype) -> _Run:
+def _build_run(config: TrainConfig, datasets, type_names, checkpoint, device, dtype,
+               thermal: ThermalTargets | None = None) -> _Run:
     torch.manual_seed(config.seed)
     if checkpoint is not None:
         prior = RepulsivePrior.from_dict(checkpoint["prior"]) if checkpoint["prior"] else None
@@ -118,7 +125,9 @@ def _build_run(config: TrainConfig, datasets, type_names, checkpoint, device, dt
         prior = None
     # with pressure matching a volume term; its values come from fit_volume or the checkpoint
     volume = VolumeTerm(0.0, 0.0, 1.0) if config.loss.pressure else None
-    model = build_cg_model(config.model, len(type_names), prior, volume).to(device=device, dtype=dtype)
+    t_ref = reference_temperature(config, thermal) if thermal is not None else None
+    model = build_cg_model(config.model, len(type_names), prior, volume, t_ref).to(device=device,
+                                                                                 dtype=dtype)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = config.optimizer
     optimizer = torch.optim.Adam(params, lr=opt.lr, weight_decay=opt.weight_decay)
@@ -132,10 +141,11 @@ def _build_run(config: TrainConfig, datasets, type_names, checkpoint, device, dt
         scheduler.load_state_dict(checkpoint["scheduler"])
         state = checkpoint["state"]
     return _Run(model, optimizer, scheduler, params, prior.to_dict(type_names) if prior else None,
-                state)
+                state, thermal=thermal)
 
 
-def fit_volume(model: CGModel, cache: GraphCache, sets: Sets, datasets, device) -> VolumeFit:
+def fit_volume(model: CGModel, cache: GraphCache, sets: Sets, datasets, device,
+               thermal: ThermalTargets | None = None) -> VolumeFit:
     """Set the model's volume term to the closed-form optimum of the pressure loss for its
     current network (least squares over the training frames, state points weighed equally):
     at the start, so that the term begins where the pressure is right, and on the best weights
@@ -146,7 +156,8 @@ def fit_volume(model: CGModel, cache: GraphCache, sets: Sets, datasets, device) 
     states = sorted(by_state)
     index = {id(datasets[i]): i for i in states}
     model.eval()
-    fit = fit_to_datasets(lambda ds, k: frame_virial(model, cache, FrameRef(index[id(ds)], k), device),
+    fit = fit_to_datasets(lambda ds, k: frame_virial(model, cache, FrameRef(index[id(ds)], k), device,
+                                                     thermal),
                           [datasets[i] for i in states], [by_state[i] for i in states])
     model.volume.set(fit.term)
     return fit
@@ -193,13 +204,14 @@ def _final_metrics(run: _Run, cache: GraphCache, sets: Sets, device, batch_size:
     run.model.load_state_dict(run.state["best_state"])
     run.model.eval()
     if run.model.volume is not None:
-        run.volume_fit = fit_volume(run.model, cache, sets, datasets, device)
+        run.volume_fit = fit_volume(run.model, cache, sets, datasets, device, run.thermal)
         run.state["best_state"] = snapshot(run.model)
         _log_volume(run.volume_fit, "refitted on the best weights", log)
     metrics: dict = {}
     for (name, split), refs in sets.refs.items():
         if refs:
-            m, _ = evaluate_frames(run.model, cache, refs, device, batch_size, pressure=pressure)
+            m, _ = evaluate_frames(run.model, cache, refs, device, batch_size, pressure=pressure,
+                                   thermal=run.thermal)
             metrics.setdefault(name, {})[split] = {**m, "frames": len(refs)}
     return metrics
 
@@ -213,7 +225,11 @@ def _write_outputs(out: Path, config: TrainConfig, run: _Run, datasets, type_nam
                      "state_point": ds.metadata.get("state_point", {})}
                     for sp, ds in zip(config.state_points, datasets)]
     volume = run.volume_fit.to_dict() if run.volume_fit is not None else None
+    t_ref = (float(run.model.network.reference_temperature) if run.model.temperature_aware
+             else None)
     save_atomic({"model_config": asdict(config.model), "type_names": type_names,
+                 "reference_temperature": t_ref,
+                 "energy_keys": run.thermal.energy_key if run.thermal is not None else None,
                  "prior": run.prior, "volume_term": volume,
                  "state_dict": state["best_state"], "state_points": state_points,
                  "metrics": metrics, "best_epoch": state["best_epoch"],
@@ -222,6 +238,7 @@ def _write_outputs(out: Path, config: TrainConfig, run: _Run, datasets, type_nam
         "units": UNITS, "epochs": state["epoch"], "best_epoch": state["best_epoch"],
         "stop_reason": state.get("stop_reason"), "best_valid_loss": state["best_valid"],
         "metrics": metrics, "prior": run.prior, "volume_term": volume, "state_points": state_points,
+        "reference_temperature": t_ref,
         "history": state["history"], "type_names": type_names,
         "versions": {"hipcg": __version__, "hippynn": hippynn.__version__, "torch": torch.__version__}})
 
@@ -241,14 +258,19 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, pr
     sets = make_sets(config, datasets)
     train_refs, valid_refs = sets.of("train"), sets.of("valid")
     pressure = load_pressure_targets(config, datasets)
+    thermal = load_thermal_targets(config, datasets)
     checkpoint = _load_checkpoint(out / CHECKPOINT, config) if resume else None
-    run = _build_run(config, datasets, type_names, checkpoint, device, dtype)
+    run = _build_run(config, datasets, type_names, checkpoint, device, dtype, thermal)
     cache = GraphCache(datasets, config.model.cutoff, dtype)
     if checkpoint is None:
         write_text_atomic(out / CONFIG_COPY, yaml.safe_dump(config.to_dict(), sort_keys=False))
         _log_prior(run, type_names, log)
         if run.model.volume is not None:
-            _log_volume(fit_volume(run.model, cache, sets, datasets, device), "start", log)
+            _log_volume(fit_volume(run.model, cache, sets, datasets, device, thermal), "start", log)
+        if thermal is not None:
+            log(f"temperature-aware: W = E - (T / {float(run.model.network.reference_temperature):g} K) "
+                f"S'; energy matching on {sorted(set(k for k in thermal.energy_key if k))} "
+                f"(weight {config.loss.energy:g})")
     else:
         log(f"resuming {out} after epoch {run.state['epoch']}")
     log(f"{len(train_refs)} training / {len(valid_refs)} validation frames, device {device}, "
@@ -262,10 +284,10 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, pr
         batches = epoch_batches(train_refs, opt.batch_size, config.seed, epoch, config.balance_states)
         train_loss = train_epoch(run.model, run.optimizer, run.params, cache,
                                  _progress(batches, f"epoch {epoch}", progress), device, config.loss,
-                                 opt.grad_clip, pressure)
+                                 opt.grad_clip, pressure, thermal)
         run.model.eval()
         valid_loss = (evaluate_frames(run.model, cache, valid_refs, device, opt.batch_size,
-                                      config.loss, pressure)[1]
+                                      config.loss, pressure, thermal)[1]
                       if valid_refs else train_loss)  # no validation frames: steer on training
         _end_epoch(run, epoch, train_loss, valid_loss, opt)
         if progress:
@@ -308,7 +330,7 @@ def load_trained(out_dir: str | Path, dtype: torch.dtype = torch.float64) -> tup
     prior = RepulsivePrior.from_dict(record["prior"], dtype=dtype) if record["prior"] else None
     volume = VolumeTerm.from_dict(record["volume_term"], str(path)) if record.get("volume_term") else None
     model = build_cg_model(HipnnConfig(**record["model_config"]), len(record["type_names"]), prior,
-                           volume)
+                           volume, record.get("reference_temperature"))
     model = model.to(dtype)
     model.load_state_dict({k: v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() else v
                            for k, v in record["state_dict"].items()})

@@ -33,6 +33,10 @@ class LossConfig:
     # > 0 adds a volume term to the model (hipcg.volume) and needs thermo_pressure in the datasets
     pressure: NonNegative = 0.0
     pressure_scale: Positive = 1000.0  # atm
+    # weight of energy matching (temperature-aware models only): RMS over frames of the per-bead
+    # error of E(R) against the atomistic energy, each state point's mean removed, / energy_scale
+    energy: NonNegative = 0.0
+    energy_scale: Positive = 0.1  # kcal/mol per bead
 
 
 @dataclass
@@ -87,6 +91,10 @@ class TrainConfig:
         """
         config = from_dict(cls, d, path_prefix)
         check_state_points(config.state_points, f"{path_prefix}.state_points")
+        if config.loss.energy and not config.model.temperature_aware:
+            raise ConfigError(f"{path_prefix}.loss.energy: energy matching fits the energy head of "
+                              "a temperature-aware model; set model.temperature_aware: true or "
+                              "loss.energy: 0 (a plain model's energy is W(R; T), not E(R))")
         for i, sp in enumerate(config.state_points):
             if sp.dataset is None:
                 raise ConfigError(f"{path_prefix}.state_points[{i}].dataset: required key missing "

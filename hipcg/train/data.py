@@ -123,3 +123,62 @@ def load_pressure_targets(config: TrainConfig, datasets: list[CGDataset]) -> Pre
                 raise DatasetError(f"train.state_points[{i}] ({sp.name}): {err}") from None
         volumes.append(volume)
     return PressureTargets(targets, volumes, [ds.n_beads for ds in datasets])
+
+
+@dataclass
+class ThermalTargets:
+    """What a temperature-aware model trains on besides forces, per state point: the
+    temperature its frames' forces belong to (F = -grad W(R; T)) and, for energy matching, each
+    frame's atomistic energy (kcal/mol; None where a held-out dataset has none).  ``energy_key``
+    says which: ``nonbonded_energy`` (pe less the bonded terms) where the dataset has it, else
+    ``potential_energy``."""
+
+    temperature: list[float]
+    energy: list[np.ndarray | None]
+    n_beads: list[int]
+    energy_key: list[str | None]
+
+    def batch(self, refs: list[FrameRef], device, dtype):
+        """(per-node temperature, per-frame energy target, per-frame state, per-frame beads)."""
+        import torch
+
+        n = [self.n_beads[r.state] for r in refs]
+        node_t = np.repeat([self.temperature[r.state] for r in refs], n)
+        target = [self.energy[r.state][r.frame] if self.energy[r.state] is not None else np.nan
+                  for r in refs]
+        as_t = lambda a, dt: torch.as_tensor(np.asarray(a)).to(device, dt)  # noqa: E731
+        return (as_t(node_t, dtype), as_t(np.asarray(target, dtype=np.float64), torch.float64),
+                as_t([r.state for r in refs], torch.int64), as_t(np.asarray(n, dtype=np.float64), dtype))
+
+
+ENERGY_KEYS = ("nonbonded_energy", "potential_energy")
+
+
+def load_thermal_targets(config: TrainConfig, datasets: list[CGDataset]) -> ThermalTargets | None:
+    """None unless the model is temperature-aware.  Energy matching (``loss.energy > 0``) needs
+    per-frame energies in every training dataset: an error naming the file and the keys."""
+    from ..volume import state_temperature
+
+    if not config.model.temperature_aware:
+        return None
+    temps, energies, keys = [], [], []
+    for i, (sp, ds) in enumerate(zip(config.state_points, datasets)):
+        try:
+            temps.append(state_temperature(ds))
+        except DatasetError as err:
+            raise DatasetError(f"train.state_points[{i}] ({sp.name}): {err} (a temperature-aware "
+                               "model needs each state point's temperature)") from None
+        key = next((k for k in ENERGY_KEYS if ds.thermo and k in ds.thermo), None)
+        if key is None and sp.role == "train" and config.loss.energy:
+            raise DatasetError(f"train.state_points[{i}] ({sp.name}): {sp.dataset} has no per-frame "
+                               "energies (thermo_nonbonded_energy or thermo_potential_energy); "
+                               "energy matching (train.loss.energy > 0) needs them")
+        keys.append(key)
+        energies.append(np.asarray(ds.thermo[key], dtype=np.float64) if key else None)
+    return ThermalTargets(temps, energies, [ds.n_beads for ds in datasets], keys)
+
+
+def reference_temperature(config: TrainConfig, targets: ThermalTargets) -> float:
+    """T_ref of a temperature-aware model: the mean temperature of its training state points."""
+    t = [targets.temperature[i] for i, sp in enumerate(config.state_points) if sp.role == "train"]
+    return float(np.mean(t))

@@ -18,18 +18,53 @@ from ..atomic import atomic_path
 from ..graph_cache import GraphCache
 from ..volume import ATM
 from .config import LossConfig, OptimizerConfig
-from .data import FrameRef, PressureTargets
+from .data import FrameRef, PressureTargets, ThermalTargets
 
 
-def model_forces(model: torch.nn.Module, species, first, second, vec, create_graph: bool):
-    """(forces, dE/d pair vector): forces -dE/dx from dE/d(pair vector), as hipcg.graph.evaluate
-    and the plugin do."""
+def model_forces(model: torch.nn.Module, species, first, second, vec, create_graph: bool,
+                 node_temperature=None):
+    """(forces, dE/d pair vector, per-bead e_i or None): forces -dW/dx from dW/d(pair vector), as
+    hipcg.graph.evaluate and the plugin do.  A temperature-aware model is evaluated at each
+    bead's ``node_temperature`` (W = e - (T / T_ref) s'); its e_i come back for energy matching."""
     vec = vec.detach().requires_grad_(True)
-    energy = model(species, first, second, vec).sum()
+    node_energy = None
+    if getattr(model, "temperature_aware", False):
+        node_energy, entropy = model.energy_entropy(species, first, second, vec)
+        t_ref = model.network.reference_temperature.to(entropy.dtype)
+        energy = (node_energy - (node_temperature / t_ref) * entropy).sum()
+    else:
+        energy = model(species, first, second, vec).sum()
     (grad,) = torch.autograd.grad(energy, vec, create_graph=create_graph)
     forces = torch.zeros((species.shape[0], 3), dtype=vec.dtype, device=vec.device)
     # vec = x_second - x_first: dE/dx_first = -grad, dE/dx_second = +grad
-    return forces.index_add(0, first, grad).index_add(0, second, -grad), grad
+    return forces.index_add(0, first, grad).index_add(0, second, -grad), grad, node_energy
+
+
+def frame_energy_errors(node_energy, target, n_beads):
+    """Per frame (E_model - E_atomistic) / N in kcal/mol per bead (NaN where no target)."""
+    counts = n_beads.long()
+    node_frame = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
+    frame_e = torch.zeros(len(counts), dtype=torch.float64, device=node_energy.device)
+    frame_e = frame_e.index_add(0, node_frame, node_energy.double())
+    return (frame_e - target) / n_beads.double()
+
+
+def energy_loss(errors, frame_state, weights: LossConfig):
+    """weight x RMS / energy_scale of the per-bead energy errors, each state point's mean in the
+    batch removed (energies match up to a constant per state point): frames alone with their
+    state point in a batch carry no information and count for nothing."""
+    ok = torch.isfinite(errors)
+    loss = errors.new_zeros(())
+    total, dof = errors.new_zeros(()), 0
+    for state in torch.unique(frame_state[ok]).tolist():
+        d = errors[ok & (frame_state == state)]
+        if d.numel() > 1:
+            c = d - d.mean()
+            total = total + (c * c).sum()
+            dof += d.numel() - 1
+    if dof:
+        loss = weights.energy * torch.sqrt(total / dof) / weights.energy_scale
+    return loss
 
 
 def frame_pressures(model, vec, grad, pair_frame, volume, n_beads):
@@ -82,6 +117,32 @@ class PressureAccumulator:
         return {"pressure_rmse": math.sqrt(self.se / self.n), "pressure_bias": self.e / self.n}
 
 
+class EnergyAccumulator:
+    """Per-bead energy errors by state point: RMSE with each state's mean offset removed, and
+    R^2 against the variance of the atomistic per-bead energy (what of it E(R) explains)."""
+
+    def __init__(self):
+        self.errors: dict[int, list[float]] = {}
+        self.targets: dict[int, list[float]] = {}
+
+    def add(self, errors, targets, frame_state, n_beads):
+        for e, t, s, n in zip(errors.tolist(), targets.tolist(), frame_state.tolist(), n_beads.tolist()):
+            if math.isfinite(e):
+                self.errors.setdefault(s, []).append(e)
+                self.targets.setdefault(s, []).append(t / n)
+
+    def metrics(self) -> dict:
+        import numpy as np
+
+        if not any(len(v) > 1 for v in self.errors.values()):
+            return {}
+        res = np.concatenate([np.asarray(v) - np.mean(v) for v in self.errors.values() if len(v) > 1])
+        tgt = np.concatenate([np.asarray(v) - np.mean(v) for v in self.targets.values() if len(v) > 1])
+        var = float(np.mean(tgt * tgt))
+        return {"energy_rmse": float(np.sqrt(np.mean(res * res))),
+                "energy_r2": 1.0 - float(np.mean(res * res)) / var if var > 0 else float("nan")}
+
+
 class Accumulator:
     """Running sums for force RMSE, MAE and R^2 (float64)."""
 
@@ -106,25 +167,30 @@ class Accumulator:
                 "r2": 1.0 - self.se / ss_tot if ss_tot > 0 else float("nan")}
 
 
-def _batch(cache: GraphCache, refs, device, pressure: PressureTargets | None):
-    """The graph of ``refs`` and, with pressure targets, their per-frame pressure inputs."""
+def _batch(cache: GraphCache, refs, device, pressure: PressureTargets | None,
+           thermal: ThermalTargets | None = None):
+    """The graph of ``refs`` and, with pressure targets, their per-frame pressure inputs; with
+    a temperature-aware model, (node temperature, energy target, frame state, frame beads)."""
     species, first, second, vec, ref = cache.batch(refs, device)
     extra = None
     if pressure is not None:
         extra = (cache.pair_frame(refs, device), *pressure.batch(refs, device, vec.dtype))
-    return species, first, second, vec, ref, extra
+    heat = thermal.batch(refs, device, vec.dtype) if thermal is not None else None
+    return species, first, second, vec, ref, extra, heat
 
 
 def evaluate_frames(model, cache: GraphCache, refs: list[FrameRef], device, batch_size: int,
                     loss_weights: LossConfig | None = None,
-                    pressure: PressureTargets | None = None) -> tuple[dict, float]:
+                    pressure: PressureTargets | None = None,
+                    thermal: ThermalTargets | None = None) -> tuple[dict, float]:
     """Metrics over ``refs`` and the mean per-batch loss (frame-weighted)."""
-    acc, acc_p = Accumulator(), PressureAccumulator()
+    acc, acc_p, acc_e = Accumulator(), PressureAccumulator(), EnergyAccumulator()
     loss_sum = 0.0
     for k in range(0, len(refs), batch_size):
         chunk = refs[k:k + batch_size]
-        species, first, second, vec, ref, extra = _batch(cache, chunk, device, pressure)
-        pred, grad = model_forces(model, species, first, second, vec, create_graph=False)
+        species, first, second, vec, ref, extra, heat = _batch(cache, chunk, device, pressure, thermal)
+        pred, grad, node_e = model_forces(model, species, first, second, vec, create_graph=False,
+                                          node_temperature=heat[0] if heat else None)
         pred = pred.detach()
         acc.add(pred, ref)
         value = float(force_loss(pred, ref, loss_weights)) if loss_weights is not None else 0.0
@@ -134,8 +200,14 @@ def evaluate_frames(model, cache: GraphCache, refs: list[FrameRef], device, batc
             acc_p.add(p_pred, target)
             if loss_weights is not None and loss_weights.pressure:
                 value += float(pressure_loss(p_pred, target, loss_weights))
+        if heat is not None:
+            _, e_target, frame_state, frame_beads = heat
+            errors = frame_energy_errors(node_e.detach(), e_target, frame_beads)
+            acc_e.add(errors, e_target, frame_state, frame_beads)
+            if loss_weights is not None and loss_weights.energy:
+                value += float(energy_loss(errors, frame_state, loss_weights))
         loss_sum += value * len(chunk)
-    return {**acc.metrics(), **acc_p.metrics()}, loss_sum / max(len(refs), 1)
+    return {**acc.metrics(), **acc_p.metrics(), **acc_e.metrics()}, loss_sum / max(len(refs), 1)
 
 
 def balanced(train_refs: list[FrameRef], gen: torch.Generator) -> list[FrameRef]:
@@ -165,18 +237,24 @@ def epoch_batches(train_refs: list[FrameRef], batch_size: int, seed: int, epoch:
 
 
 def train_epoch(model, optimizer, params, cache: GraphCache, batches, device, loss: LossConfig,
-                grad_clip: float, pressure: PressureTargets | None = None) -> float:
+                grad_clip: float, pressure: PressureTargets | None = None,
+                thermal: ThermalTargets | None = None) -> float:
     """One optimiser pass over ``batches`` (a list, or a tqdm bar over it); the mean loss."""
     model.train()
     loss_sum, n_frames = 0.0, 0
     for batch in batches:
-        species, first, second, vec, ref, extra = _batch(cache, batch, device, pressure)
-        pred, grad = model_forces(model, species, first, second, vec, create_graph=True)
+        species, first, second, vec, ref, extra, heat = _batch(cache, batch, device, pressure, thermal)
+        pred, grad, node_e = model_forces(model, species, first, second, vec, create_graph=True,
+                                          node_temperature=heat[0] if heat else None)
         value = force_loss(pred, ref, loss)
         if extra is not None and loss.pressure:
             pair_frame, target, volume, n_beads = extra
             value = value + pressure_loss(frame_pressures(model, vec, grad, pair_frame, volume, n_beads),
                                           target, loss)
+        if heat is not None and loss.energy:
+            _, e_target, frame_state, frame_beads = heat
+            value = value + energy_loss(frame_energy_errors(node_e, e_target, frame_beads),
+                                        frame_state, loss)
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         if grad_clip > 0:
@@ -189,10 +267,13 @@ def train_epoch(model, optimizer, params, cache: GraphCache, batches, device, lo
     return loss_sum / max(n_frames, 1)
 
 
-def frame_virial(model, cache: GraphCache, ref: FrameRef, device) -> float:
+def frame_virial(model, cache: GraphCache, ref: FrameRef, device,
+                 thermal: ThermalTargets | None = None) -> float:
     """W = -sum_pairs r . dE/dr of the model (network + prior, no volume term) on one frame."""
     species, first, second, vec, _ = cache.batch([ref], device)
-    _, grad = model_forces(model, species, first, second, vec, create_graph=False)
+    node_t = thermal.batch([ref], device, vec.dtype)[0] if thermal is not None else None
+    _, grad, _ = model_forces(model, species, first, second, vec, create_graph=False,
+                              node_temperature=node_t)
     return float(-(vec.double() * grad.detach().double()).sum())
 
 
