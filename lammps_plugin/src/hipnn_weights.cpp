@@ -5,6 +5,8 @@
    parameter names are stable (docs/model-file-contract.md lists them):
      [network.]network.blocks.<b>.0.base_layer.{int_weights, sensitivity.mu, ...}
      [network.]head.layers.<l>.{weight, bias}
+     [network.]entropy_head.layers.<l>.{weight, bias}, [network.]temperature,
+     [network.]reference_temperature   (temperature-aware models only)
      prior.{a, t, c}                     (CGModel with a prior only)
    Every parameter must be consumed: one the evaluator does not know means a
    network it cannot evaluate, and the error names it.
@@ -135,7 +137,7 @@ BlockSpec block(Tensors &ts, const std::string &p, TensorOrder order, int n_in, 
 }    // namespace
 
 ModelSpec spec_from_module(const torch::jit::Module &module, const std::string &model_kind,
-                           int n_types, double cutoff)
+                           int n_types, double cutoff, double temperature)
 {
   Tensors ts(module);
   ModelSpec spec;
@@ -153,6 +155,34 @@ ModelSpec spec_from_module(const torch::jit::Module &module, const std::string &
   }
   for (int l = 0; ts.has(energy + "head.layers." + std::to_string(l) + ".weight"); l++)
     spec.head.push_back(linear(ts, energy + "head.layers." + std::to_string(l) + ".", l > 0));
+  // temperature-aware (W = E - T S): the entropy head reads the same features as the energy
+  // head and both are linear, so e_i - (T / T_ref) s_i is one head w_E - (T / T_ref) w_S
+  const std::string entropy = energy + "entropy_head.layers.";
+  if (ts.has(entropy + "0.weight")) {
+    if (!(temperature > 0.0))
+      throw Unsupported("the module is temperature-aware (it has '" + entropy + "0.weight') but "
+                        "no temperature was given");
+    const std::vector<double> t_ref = ts.values(energy + "reference_temperature", {});
+    if (!(t_ref[0] > 0.0))
+      throw Unsupported("'" + energy + "reference_temperature' is " + std::to_string(t_ref[0]) +
+                        ", not > 0");
+    ts.ignore(energy + "temperature");    // torch reads T from it; here T is the argument
+    const double scale = temperature / t_ref[0];
+    size_t l = 0;
+    for (; ts.has(entropy + std::to_string(l) + ".weight"); l++) {
+      if (l >= spec.head.size())
+        throw Unsupported("the entropy head has more layers than the energy head");
+      const Linear s = linear(ts, entropy + std::to_string(l) + ".", l > 0);
+      Linear &h = spec.head[l];
+      if (s.n_in != h.n_in || s.n_out != h.n_out || s.b.size() != h.b.size())
+        throw Unsupported("entropy head layer " + std::to_string(l) +
+                          " does not match the energy head's shape");
+      for (size_t k = 0; k < h.w.size(); k++) h.w[k] -= scale * s.w[k];
+      for (size_t k = 0; k < h.b.size(); k++) h.b[k] -= scale * s.b[k];
+    }
+    if (l != spec.head.size())
+      throw Unsupported("the entropy head has fewer layers than the energy head");
+  }
   if (ts.has("prior.a")) {
     const int64_t nn = static_cast<int64_t>(n_types) * n_types;
     spec.prior.present = true;

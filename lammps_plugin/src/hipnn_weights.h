@@ -20,9 +20,11 @@ struct Unsupported : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// model_kind: the metadata's "model" (e.g. "hipnn:HipnnQuad+prior"); cutoff: its "cutoff"
+// model_kind: the metadata's "model" (e.g. "hipnn:HipnnQuad+prior"); cutoff: its "cutoff";
+// temperature: K, for a temperature-aware module (entropy head), whose head becomes
+// w_E - (T / T_ref) w_S per layer; <= 0: not given (an error for such a module)
 ModelSpec spec_from_module(const torch::jit::Module &module, const std::string &model_kind,
-                           int n_types, double cutoff);
+                           int n_types, double cutoff, double temperature = 0.0);
 
 }    // namespace hipcg_native
 

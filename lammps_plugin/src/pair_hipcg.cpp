@@ -13,6 +13,10 @@
             splitting each pair's term half and half.
    Volume   a model's optional volume term U_V(V) (metadata "volume_term",
             hipcg_volume.h) adds energy and virial, no forces.
+   T-aware  a temperature-aware model (metadata "temperature_aware") returns
+            e_i - (T / T_ref) s_i; T is pair_style's `temperature`, written
+            into the module's temperature buffer (torch) or folded into the
+            head weights (native).
 
    Two backends evaluate the model on that graph: `torch` runs the
    TorchScript module and differentiates it by autograd; `native` (the
@@ -127,7 +131,9 @@ void PairHipcg::allocate()
     for (int j = i; j <= n; j++) setflag[i][j] = 0;
 }
 
-/* pair_style hipcg [backend native|torch] [device cpu|cuda|cuda:N] [threads N] */
+/* pair_style hipcg [backend native|torch] [device cpu|cuda|cuda:N] [threads N] [temperature T]
+
+   A keyword not repeated when pair_style is re-issued keeps its value. */
 
 void PairHipcg::settings(int narg, char **arg)
 {
@@ -149,9 +155,15 @@ void PairHipcg::settings(int narg, char **arg)
     } else if (key == "threads") {
       torch_threads_ = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
       if (torch_threads_ < 1) error->all(FLERR, "pair_style hipcg: threads must be >= 1");
+    } else if (key == "temperature") {
+      const double t = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
+      if (!(t > 0.0) || !std::isfinite(t))
+        error->all(FLERR, "pair_style hipcg: temperature must be > 0 K (finite), not {}",
+                   arg[iarg + 1]);
+      temperature_ = t;
     } else {
       error->all(FLERR, "pair_style hipcg: unknown keyword '{}' (allowed: backend, device, "
-                 "threads)", key);
+                 "threads, temperature)", key);
     }
     iarg += 2;
   }
@@ -167,9 +179,55 @@ void PairHipcg::settings(int narg, char **arg)
   device_ = choose_device(device_request_);
   if (torch_threads_ > 0) at::set_num_threads(torch_threads_);
   if (model_loaded_) {
+    check_temperature();
     model_.to(device_);
+    apply_temperature();
     choose_backend();
   }
+}
+
+/* A temperature-aware model needs `temperature T`; any other model must not be given one. */
+
+void PairHipcg::check_temperature()
+{
+  if (temperature_aware_ && !(temperature_ > 0.0))
+    error->all(FLERR, "pair_coeff hipcg: model '{}' is temperature-aware (W = E - T S, T_ref = {} "
+               "K) and needs the temperature it runs at: add 'temperature T' (K) to pair_style "
+               "hipcg", model_path_, reference_temperature_);
+  if (!temperature_aware_ && temperature_ > 0.0)
+    error->all(FLERR, "pair_style hipcg temperature {}: model '{}' is not temperature-aware "
+               "(metadata has no \"temperature_aware\": true); remove the temperature keyword",
+               temperature_, model_path_);
+}
+
+/* Torch backend: the traced forward reads the module's temperature buffer, so filling it in
+   place (its dtype and device) sets T.  The native evaluator gets T in spec_from_module. */
+
+void PairHipcg::apply_temperature()
+{
+  if (!temperature_aware_) return;
+  int filled = 0;
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto &b : model_.named_buffers(true)) {
+      const std::string &name = b.name;
+      const std::string tail = ".temperature";
+      const bool match = name == "temperature" ||
+          (name.size() > tail.size() && name.compare(name.size() - tail.size(), tail.size(), tail) == 0);
+      if (!match) continue;
+      if (b.value.dim() != 0)
+        error->all(FLERR, "pair_coeff hipcg: model '{}': buffer '{}' is not a scalar", model_path_,
+                   name);
+      b.value.fill_(temperature_);
+      filled++;
+    }
+  }
+  if (filled == 0)
+    error->all(FLERR, "pair_coeff hipcg: model '{}' says it is temperature-aware, but its module "
+               "has no 'temperature' buffer (expected 'network.temperature')", model_path_);
+  if (comm->me == 0)
+    utils::logmesg(lmp, "pair hipcg: temperature-aware model, T = {} K (T_ref = {} K)\n",
+                   temperature_, reference_temperature_);
 }
 
 /* Backend choice: native when asked for, or by default on the CPU when the model is a network
@@ -191,7 +249,8 @@ void PairHipcg::try_native()
   try {
     const auto spec = hipcg_native::spec_from_module(model_, model_kind_,
                                                      static_cast<int>(type_names_.size()),
-                                                     model_cutoff_);
+                                                     model_cutoff_,
+                                                     temperature_aware_ ? temperature_ : 0.0);
     native_ = hipcg_native::make_evaluator(spec, dtype_ == torch::kFloat32);
     native_self_check(reason);
   } catch (const hipcg_native::Unsupported &e) {
@@ -378,6 +437,16 @@ void PairHipcg::load_model(const std::string &path)
       }
       has_volume_term_ = true;
     }
+    const auto aware = meta.find("temperature_aware");
+    temperature_aware_ = aware != meta.end() && !aware->is_null() && aware->get<bool>();
+    reference_temperature_ = 0.0;
+    if (temperature_aware_) {
+      const auto t_ref = meta.find("reference_temperature");
+      if (t_ref == meta.end() || !t_ref->is_number() || !(t_ref->get<double>() > 0.0))
+        error->all(FLERR, "pair_coeff hipcg: model '{}' is temperature-aware but its metadata "
+                   "has no reference_temperature > 0", path);
+      reference_temperature_ = t_ref->get<double>();
+    }
     const std::string dtype = meta.at("dtype").get<std::string>();
     if (dtype == "float64")
       dtype_ = torch::kFloat64;
@@ -397,8 +466,10 @@ void PairHipcg::load_model(const std::string &path)
                "units '{}'",
                path, model_units_, update->unit_style);
 
+  check_temperature();
   model_.eval();
   model_.to(device_);
+  apply_temperature();
   model_loaded_ = true;
   ghostneigh = (n_interaction_layers_ > 1) ? 1 : 0;
   choose_backend();

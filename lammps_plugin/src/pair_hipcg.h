@@ -35,6 +35,8 @@ class PairHipcg : public Pair {
   torch::Device choose_device(const std::string &request);
   void build_graph();
   void choose_backend();
+  void check_temperature();    // the temperature keyword against the loaded model
+  void apply_temperature();    // fills the module's temperature buffer with temperature_
   void try_native();
   void native_self_check(std::string &why_not);    // empty why_not: native agrees with torch
   void evaluate_torch(int n_seed, std::vector<double> &node_energy, std::vector<double> &grad);
@@ -52,12 +54,15 @@ class PairHipcg : public Pair {
   std::string model_kind_;    // metadata "model", e.g. hipnn:HipnnQuad+prior
   bool has_volume_term_ = false;    // metadata "volume_term" (hipcg_volume.h); null: none
   hipcg_volume::VolumeTerm volume_term_;
+  bool temperature_aware_ = false;    // metadata "temperature_aware": W = E - (T / T_ref) S
+  double reference_temperature_ = 0.0;    // metadata "reference_temperature", K
 
   // settings
   std::string device_request_ = "cpu";
   torch::Device device_ = torch::Device(torch::kCPU);
   int torch_threads_ = 0;    // 0: leave libtorch's default
   std::string backend_request_ = "auto";    // auto | native | torch
+  double temperature_ = 0.0;    // K, for temperature-aware models; 0: not given
 
   // native evaluator (backend native): built from the model's own parameters at load time
   std::unique_ptr<hipcg_native::Evaluator> native_;
