@@ -338,6 +338,16 @@ def compressibility(volumes: np.ndarray, temperature: float) -> float:
     return float(volumes.var() / (KB * temperature * volumes.mean()) * ATM)
 
 
+def thermal_expansion(volumes: np.ndarray, enthalpies: np.ndarray, temperature: float) -> float:
+    """Isobaric thermal expansion from NPT fluctuations, 1/K:
+    alpha_P = <dV dH> / (k_B T^2 <V>), H = potential + kinetic energy + P V (kcal/mol)."""
+    from .volume import KB
+
+    v = np.asarray(volumes, dtype=np.float64)
+    h = np.asarray(enthalpies, dtype=np.float64)
+    return float(np.mean((v - v.mean()) * (h - h.mean())) / (KB * temperature ** 2 * v.mean()))
+
+
 def unwrap(positions_frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Unwrap a wrapped trajectory by removing jumps larger than half a box between frames.
 

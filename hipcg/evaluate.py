@@ -171,7 +171,10 @@ def state_of(sp: StatePoint, dataset) -> dict:
             "density": density, "frame_interval_fs": interval,
             # the atomistic pressure at the dataset's (NVT) density, beside the CG NVT pressure
             "pressure_nvt": float(thermo["pressure"].mean()) if "pressure" in thermo else None,
-            "compressibility": meta.get("compressibility")}
+            "compressibility": meta.get("compressibility"),
+            # 1/K, atomistic NPT volume-enthalpy fluctuations (what a T-dependent volume term
+            # would have to match; None for data made before it was recorded)
+            "thermal_expansion": meta.get("thermal_expansion")}
 
 
 def reference_observables(dataset, r_max: float, frame_interval_fs: float | None,

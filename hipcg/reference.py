@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Annotated
 
 from . import UNITS, __version__
-from .analysis import compressibility
+from .analysis import compressibility, thermal_expansion
+from .volume import ATM
 from .atomic import write_json_atomic, write_text_atomic
 from .frame_thermo import read_samples
 from .lammps import env as lammps_env
@@ -320,7 +321,7 @@ def npt_script(system: SystemDef, cfg: ReferenceConfig, plan: Plan, temperature:
         f"fix thermostat all npt temp {temperature} {temperature} {cfg.tdamp_fs} "
         f"iso {cfg.pressure} {cfg.pressure} {cfg.pdamp_fs}",
         f'fix samples all print {SAMPLE_EVERY} "$(step) $(vol:%.8g) $(density:%.8g) '
-        f'$(temp:%.6g) $(press:%.6g)" append npt_samples.dat screen no',
+        f'$(temp:%.6g) $(press:%.6g) $(pe:%.10g) $(ke:%.10g)" append npt_samples.dat screen no',
         f"restart {plan.restart_every} npt.*.restart",
         f'print "HIPCG_PHASE {plan.compress}"',
         f"run {plan.npt} upto",
@@ -516,6 +517,10 @@ def _metadata(cfg, system, plan, temperature, seed, second_half, nvt, mean_volum
         "n_atoms": cfg.molecules * system.atoms_per_molecule,
         "density_npt_mean": float(second_half[:, 2].mean()),
         "compressibility_npt": compressibility(second_half[:, 1], temperature),  # 1/atm
+        # 1/K, from volume-enthalpy fluctuations (earlier runs did not print the energies)
+        "thermal_expansion_npt": (thermal_expansion(
+            second_half[:, 1], second_half[:, 5] + second_half[:, 6] + cfg.pressure * ATM * second_half[:, 1],
+            temperature) if second_half.shape[1] > 6 else None),
         "density_npt_std": float(second_half[:, 2].std()),
         "density_npt_samples": int(len(second_half)),
         "npt_window_ps": [plan.npt / 2 * plan.dt / 1000, plan.npt * plan.dt / 1000],

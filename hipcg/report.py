@@ -60,6 +60,7 @@ def rows(result: dict) -> list[dict]:
                 "pressure": nvt.get("pressure"), "pressure_nvt_ref": sp.get("pressure_nvt"),
                 "compressibility": npt.get("compressibility"),
                 "compressibility_ref": sp.get("compressibility"),
+                "thermal_expansion_ref": sp.get("thermal_expansion"),
                 "diffusion_1e5_cm2_s": None if d is None else d * 1e4,
                 "diffusion_ref_1e5_cm2_s": None if d_ref is None else d_ref * 1e4,
                 "diffusion_ratio": None if (d is None or not d_ref) else d / d_ref,
@@ -190,6 +191,23 @@ def plot_thermo_vs_temperature(table: list[dict], outdir: Path) -> Path | None:
                                 textcoords="offset points", xytext=(6, -10), fontsize=7)
 
     return _panels_vs_temperature(table, panels, outdir, "thermo_vs_temperature.png", 4.6, decorate)
+
+
+def plot_score_vs_temperature(table: list[dict], outdir: Path) -> Path | None:
+    """The transferability score of every model at the held-out state points against T, with
+    the null model (0), the noise floor (1) and the 0.5 mark (docs/evaluation.md)."""
+    if not any(r.get("transferability_score") is not None for r in table):
+        return None
+
+    def decorate(ax, panel):
+        for y, text in ((1.0, "noise floor"), (0.5, "0.5"), (0.0, "null model")):
+            ax.axhline(y, color="grey", ls="--" if y == 0.5 else ":", lw=0.8)
+            ax.annotate(text, (0, y), xycoords=("axes fraction", "data"), xytext=(3, 2),
+                        textcoords="offset points", fontsize=7, color="grey")
+
+    held = [r for r in table if not r["trained"]]
+    return _panels_vs_temperature(held, [("transferability_score", "transferability score")], outdir,
+                                  "score_vs_temperature.png", 5.0, decorate)
 
 
 def _refine_section(result: dict) -> list[str]:
@@ -440,7 +458,8 @@ def write_report(result: dict | str | os.PathLike, outdir: str | os.PathLike, ov
     try:
         table = rows(result)
         figures = plot_rdfs(result, tmp) + [plot_errors_vs_temperature(table, tmp)]
-        figures += [p for p in [plot_thermo_vs_temperature(table, tmp)] if p is not None]
+        figures += [p for p in [plot_thermo_vs_temperature(table, tmp), plot_score_vs_temperature(table, tmp)]
+                    if p is not None]
         md = markdown(result, table, figures)
         (tmp / "report.md").write_text(md)
         (tmp / "report.html").write_text(html_page(md, figures))

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from .baseline import BaselineConfig
 from .mapping import MapSettings
 from .config import ConfigError, from_dict, load_yaml, slug
@@ -73,6 +75,15 @@ def _reference_config(spec: PipelineSpec, section: dict, out: Path, pressure: fl
                                        "pressure": pressure, "out": str(out)}, "reference")
 
 
+def _reference_section(section: dict) -> tuple[dict, Path | None]:
+    """The reference section without ``shared_dir``, and that folder: runs kept there (one per
+    system, temperature and pressure) serve every pipeline with the same reference settings,
+    e.g. two studies of one system that train on different state points."""
+    section = dict(section)
+    shared = section.pop("shared_dir", None)
+    return section, (Path(shared) if shared else None)
+
+
 def _pressures(spec: PipelineSpec) -> dict[float, list[StatePoint]]:
     groups: dict[float, list[StatePoint]] = {}
     for sp in spec.state_points:
@@ -97,12 +108,14 @@ def run_reference(ctx: StageContext) -> dict:
                                 "thermo": str(traj.thermo) if traj.thermo else None}
         return outputs
     outputs = {}
+    section, shared = _reference_section(ctx.section)
     for pressure, points in _pressures(spec).items():
-        cfg = _reference_config(spec, ctx.section, ctx.directory, pressure,
+        cfg = _reference_config(spec, section, shared or ctx.directory, pressure,
                                 [sp.temperature for sp in points])
         # per state point: reuse a finished run of the same settings, continue a killed one,
-        # replace one made with other settings (a new state point leaves the others alone)
-        cfg.overwrite_stale = True
+        # replace one made with other settings (a new state point leaves the others alone);
+        # in a shared folder another pipeline's run of other settings is refused, not replaced
+        cfg.overwrite_stale = shared is None
         for sp, result in zip(points, run(cfg)):
             files = result.metadata.get("files", {})
             outputs[sp.name] = {
@@ -111,6 +124,7 @@ def run_reference(ctx: StageContext) -> dict:
                 "format": "lammps", "dump_units": "real", "atom_style": None,
                 "density": result.metadata.get("density_npt_mean"),
                 "compressibility": result.metadata.get("compressibility_npt"),
+                "thermal_expansion": result.metadata.get("thermal_expansion_npt"),
                 "ns_per_day": result.metadata.get("ns_per_day"), "user_supplied": False}
     return outputs
 
@@ -139,7 +153,8 @@ def run_map(ctx: StageContext) -> dict:
                                         "name": sp.name, "temperature": sp.temperature,
                                         "pressure": sp.pressure, "role": sp.role,
                                         # atomistic NPT value, 1/atm (None for users' own files)
-                                        "compressibility": ref.get("compressibility")}},
+                                        "compressibility": ref.get("compressibility"),
+                                        "thermal_expansion": ref.get("thermal_expansion")}},
                                     overwrite=True, progress=True, source=ref["trajectory"])
         print(f"  {sp.name}: {summary['frames']} frames, {summary['beads']} beads, mean |F| "
               f"{summary['mean_abs_force']:.2f} kcal/(mol Å), {summary['density']:.4f} g/cm^3")
@@ -176,6 +191,9 @@ def _train_config(spec: PipelineSpec, section: dict, datasets: dict[str, str] | 
                           "remove it from the train section")
     points = [{"name": sp.name, "dataset": (datasets or {}).get(sp.name, f"{sp.name}.npz"),
                "role": sp.role} for sp in spec.state_points]
+    if "temperature_aware" in (section.get("model") or {}):
+        raise ConfigError("train.model.temperature_aware: set by the pipeline from train.kinds "
+                          "(hipnn-temperature); remove it")
     section = {k: v for k, v in section.items() if k != "kinds"}
     aware = kind == "hipnn-temperature"
     section["model"] = {**section.get("model", {}), "temperature_aware": aware}
@@ -222,9 +240,15 @@ def _fit_baselines(ctx: StageContext, spec, baseline: BaselineConfig, datasets: 
     train_sets = [load_dataset(datasets[sp.name]) for sp in spec.state_points if sp.role == "train"]
     trained_on = {"trained_on": [sp.name for sp in spec.state_points if sp.role == "train"]}
 
+    # several training state points weigh the same, as in HIP-NN-TS training: every
+    # ``stride``-th frame of the shortest one, and as many evenly spread frames of each other
+    n_each = min(len(range(0, ds.n_frames, baseline.stride)) for ds in train_sets)
+
     def frames():
         for ds in train_sets:
-            yield from dataset_frames(ds, range(0, ds.n_frames, baseline.stride))
+            picks = np.unique(np.linspace(0, ds.n_frames - 1, n_each).round().astype(int)) \
+                if len(range(0, ds.n_frames, baseline.stride)) > n_each else range(0, ds.n_frames, baseline.stride)
+            yield from dataset_frames(ds, picks)
 
     outputs = {}
     kinds = [("baseline", None)]
@@ -441,8 +465,9 @@ def validate(spec: PipelineSpec) -> None:
             load_system(spec.system)
         except SystemFileError as err:
             raise ConfigError(f"system: {err}") from err
+        section, _ = _reference_section(spec.reference)
         for pressure, points in _pressures(spec).items():
-            _reference_config(spec, spec.reference, spec.out, pressure, [sp.temperature for sp in points])
+            _reference_config(spec, section, spec.out, pressure, [sp.temperature for sp in points])
     section = from_dict(MapSettings, spec.map, "map")
     # relative paths in a pipeline file are relative to the working directory (the repo root)
     if not section.mapping.exists():

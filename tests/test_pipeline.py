@@ -28,7 +28,9 @@ TINY = {
     "train": {"model": {"network": "HipnnQuad", "n_features": 8, "n_sensitivities": 4,
                         "dist_soft_min": 2.5, "dist_soft_max": 5.0, "cutoff": 6.0, "n_atom_layers": 1},
               "optimizer": {"max_epochs": 2, "batch_size": 2},
-              "split": {"train": 0.6, "valid": 0.2, "test": 0.2}},
+              "split": {"train": 0.6, "valid": 0.2, "test": 0.2},
+              # both HIP-NN-TS kinds: the temperature-aware one with energy matching
+              "kinds": ["hipnn", "hipnn-temperature"], "loss": {"energy": 1.0}},
     "baseline": {"dr": 0.2},
     "export": {"dtype": "float64"},
     "simulate": {"steps": 100, "timestep": 2.0, "dump_every": 10, "thermo_every": 10, "npt_steps": 100},
@@ -66,7 +68,8 @@ def test_tiny_pipeline_runs_every_stage(finished):
                                           "evaluate", "report")}
     pipeline = load_pipeline(path)
     evaluation = json.loads(Path(pipeline.record("evaluate")["outputs"]["evaluation"]).read_text())
-    assert set(evaluation["models"]) == {"HIP-NN-TS", "pairwise MS-CG"}
+    assert set(evaluation["models"]) == {"HIP-NN-TS", "HIP-NN-TS (T-aware)", "pairwise MS-CG"}
+    assert evaluation["models"]["HIP-NN-TS (T-aware)"]["model_kind"] == "hipnn-temperature"
     assert [sp["name"] for sp in evaluation["state_points"]] == ["T280", "T320"]
     assert evaluation["models"]["HIP-NN-TS"]["prior"]  # the fitted prior reaches the report
     report = Path(pipeline.record("report")["outputs"]["markdown"]).read_text()
@@ -82,7 +85,12 @@ def test_report_rows_carry_atomistic_pressure_compressibility_and_scores(finishe
     pipeline = load_pipeline(path)
     rows = json.loads((Path(pipeline.record("report")["outputs"]["markdown"]).parent
                        / "report.json").read_text())["rows"]
+    kinds = {"HIP-NN-TS": "hipnn", "HIP-NN-TS (T-aware)": "hipnn-temperature",
+             "pairwise MS-CG": "pairwise"}
     for r in rows:
+        assert r["model_kind"] == kinds[r["model"]]
+        # every model ran its CG MD at every state point (the T-aware one at that T)
+        assert r["rdf_error"] is not None or r["blew_up"]
         assert r["pressure_nvt_ref"] is not None and abs(r["pressure_nvt_ref"]) < 1e5
         assert r["compressibility_ref"] is not None and 0 < r["compressibility_ref"] < 1e-2
         assert r["rdf_noise_floor"] is not None
@@ -127,6 +135,8 @@ def test_only_and_from(finished):
     ({"state_points": [{"name": "A", "temperature": 300.0}]}, "at least one state point needs role: train"),
     ({"map.mapping": "nowhere.yaml"}, "map.mapping: nowhere.yaml does not exist"),
     ({"system": "argonite"}, "system:"),
+    ({"train.kinds": ["hipnn", "hipnn-entropy"]}, "train.kinds: a non-empty list of distinct kinds"),
+    ({"train.kinds": ["hipnn"], "train.model.temperature_aware": True}, "train.model.temperature_aware"),
 ])
 def test_bad_config_names_the_key_before_any_work(tmp_path, change, message):
     path = write_config(tmp_path, change, out="never", name="bad.yaml")
@@ -219,3 +229,27 @@ def test_added_state_point_runs_only_the_new_reference(finished):
     for name, stamp in stamps.items():
         assert (Path(outputs[name]["trajectory"]).parent / "metadata.json").stat().st_mtime_ns == stamp
     assert Path(outputs["T300"]["trajectory"]).is_file()
+
+
+def test_pipelines_with_one_shared_reference_folder_run_the_md_once(tmp_path):
+    """reference.shared_dir: a second study of the same system and settings that trains on
+    other state points reads the first one's runs; one with other settings is refused there,
+    not allowed to replace them."""
+    shared = tmp_path / "shared"
+    first = write_config(tmp_path, {"reference.shared_dir": str(shared)}, out="first", name="first.yaml")
+    run_pipeline(load_pipeline(first), only="reference", log=lambda m: None)
+    outputs = load_pipeline(first).record("reference")["outputs"]
+    assert all(Path(o["trajectory"]).parent.parent == shared for o in outputs.values())
+    stamps = {n: Path(o["trajectory"]).stat().st_mtime_ns for n, o in outputs.items()}
+    swapped = [{**sp, "role": "test" if sp["role"] == "train" else "train"} for sp in TINY["state_points"]]
+    second = write_config(tmp_path, {"reference.shared_dir": str(shared), "state_points": swapped},
+                          out="second", name="second.yaml")
+    assert run_pipeline(load_pipeline(second), only="reference", log=lambda m: None) == {"reference": "ran"}
+    again = load_pipeline(second).record("reference")["outputs"]
+    assert {n: Path(o["trajectory"]).stat().st_mtime_ns for n, o in again.items()} == stamps
+    assert again["T280"]["density"] == outputs["T280"]["density"]
+    other = write_config(tmp_path, {"reference.shared_dir": str(shared), "reference.production_ps": 1.2},
+                         out="other", name="other.yaml")
+    with pytest.raises(Exception, match="holds a run with different settings"):
+        run_pipeline(load_pipeline(other), only="reference", log=lambda m: None)
+    assert {n: Path(o["trajectory"]).stat().st_mtime_ns for n, o in outputs.items()} == stamps

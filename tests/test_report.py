@@ -62,12 +62,14 @@ def test_report_contains_every_section(evaluation):
     for sp in ("T280", "T320"):
         assert f"rdf_{sp}.png" in paths and paths[f"rdf_{sp}.png"].stat().st_size > 1000
     html = paths["report.html"].read_text()
-    # two RDFs, errors and thermo (density, pressure) against temperature
-    assert html.count("data:image/png;base64,") == 4 and "<table>" in html
-    assert "thermo_vs_temperature.png" in paths
+    # two RDFs, errors, thermo (density, pressure) and the held-out score against temperature
+    assert html.count("data:image/png;base64,") == 5 and "<table>" in html
+    assert "thermo_vs_temperature.png" in paths and "score_vs_temperature.png" in paths
     data = json.loads(paths["report.json"].read_text())
     assert len(data["rows"]) == 4
     assert {r["model"] for r in data["rows"]} == {"hipcg", "baseline"}
+    assert {r["model"]: r["model_kind"] for r in data["rows"]} == {"hipcg": "lennard-jones",
+                                                                   "baseline": "pairwise"}
     assert {r["trained"] for r in data["rows"]} == {True, False}
     with pytest.raises(FileExistsError):
         write_report(root / "eval" / "evaluation.json", root / "report")

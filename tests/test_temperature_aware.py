@@ -177,3 +177,31 @@ def test_model_file_carries_the_temperature(base, tmp_path):
         HipcgCalculator(plain, temperature=300.0)
     assert "temperature" not in " ".join(pair_lines(SimulationConfig(model=str(plain)),
                                                      _model_info(plain), ["Ar"], tmp_path))
+
+
+@pytest.mark.parametrize("grad", [0.0, 0.3, 1.0])
+def test_energy_feature_grad_scales_what_energy_matching_does_to_the_features(grad):
+    """loss.energy_feature_grad: the energy-matching gradient reaching the network's features is
+    scaled by it (0: only the energy head learns from the energies); the heads' is not."""
+    from hipcg.models.cg import build_cg_model
+    from hipcg.models.hipnn import HipnnConfig, example_inputs
+
+    torch.manual_seed(0)
+    config = HipnnConfig(**{**MODEL, "temperature_aware": True})
+    model = build_cg_model(config, 1, None, None, reference_temperature=300.0).double()
+    inputs = example_inputs(1, oracle.CUTOFF, torch.float64, n_beads=10)
+
+    def grads(g):
+        model.zero_grad()
+        _, _, e = model.energy_entropy(*inputs, matching_feature_grad=g)
+        e.sum().backward()
+        trunk = torch.cat([p.grad.flatten() for n, p in model.named_parameters()
+                           if n.startswith("network.network.") and p.grad is not None])
+        head = torch.cat([p.grad.flatten() for n, p in model.named_parameters() if ".head." in n])
+        return trunk, head
+
+    full_trunk, full_head = grads(1.0)
+    trunk, head = grads(grad)
+    assert torch.allclose(trunk, grad * full_trunk, rtol=1e-10, atol=1e-14)
+    assert torch.allclose(head, full_head, rtol=1e-12)
+    assert float(full_trunk.abs().max()) > 0

@@ -16,7 +16,9 @@ def _export(args: argparse.Namespace) -> int:
     meta = read_metadata(path)
     print(f"{path}: {meta.model}, types {' '.join(meta.type_names)}, cutoff {meta.cutoff} Å, "
           f"{meta.n_interaction_layers} interaction layer(s), {meta.dtype}")
-    print(f"LAMMPS: pair_style hipcg\n        pair_coeff * * {path} {' '.join(meta.type_names)}")
+    style = "pair_style hipcg" + (" temperature T   # K: W(R; T) = E - T S, T_ref "
+                                   f"{meta.reference_temperature:g} K" if meta.temperature_aware else "")
+    print(f"LAMMPS: {style}\n        pair_coeff * * {path} {' '.join(meta.type_names)}")
     return 0
 
 

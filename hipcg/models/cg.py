@@ -37,13 +37,17 @@ class CGModel(torch.nn.Module):
     def temperature_aware(self) -> bool:
         return self.network.temperature_aware
 
-    def energy_entropy(self, species, pair_first, pair_second, pair_vec):
-        """Per bead (e_i, s'_i) of a temperature-aware model, the prior counted in e_i (it is
-        a temperature-independent wall): W_i(T) = e_i - (T / T_ref) s'_i."""
-        energy, entropy = self.network.energy_entropy(species, pair_first, pair_second, pair_vec)
-        if self.prior is not None:
-            energy = energy + self.prior(species, pair_first, pair_second, pair_vec)
-        return energy, entropy
+    def energy_entropy(self, species, pair_first, pair_second, pair_vec,
+                       matching_feature_grad: float | None = None):
+        """Per bead (e_i, s'_i) of a temperature-aware model (and, with
+        ``matching_feature_grad``, the e_i for energy matching: :meth:`HipnnEnergy.energy_entropy`),
+        the prior counted in e_i (a temperature-independent wall): W_i(T) = e_i - (T / T_ref) s'_i."""
+        terms = self.network.energy_entropy(species, pair_first, pair_second, pair_vec,
+                                            matching_feature_grad)
+        if self.prior is None:
+            return terms
+        prior = self.prior(species, pair_first, pair_second, pair_vec)
+        return tuple(t + prior if k != 1 else t for k, t in enumerate(terms))
 
 
 def build_cg_model(config: HipnnConfig, n_types: int, prior: RepulsivePrior | None,

@@ -108,10 +108,25 @@ class HipnnEnergy(torch.nn.Module):
             out = out + layer(feats)
         return out.squeeze(1)
 
-    def energy_entropy(self, species, pair_first, pair_second, pair_vec):
-        """(e_i, s'_i) per bead, kcal/mol: W_i(T) = e_i - (T / T_ref) s'_i."""
+    def energy_entropy(self, species, pair_first, pair_second, pair_vec,
+                       matching_feature_grad: float | None = None):
+        """(e_i, s'_i) per bead, kcal/mol: W_i(T) = e_i - (T / T_ref) s'_i.
+
+        ``matching_feature_grad`` given: also the e_i for energy matching, read off features
+        whose gradient is scaled by that factor: 1 trains the features on the energies too, 0
+        detaches them (the energies then train only the split into E and S and cannot pull the
+        features away from what the forces need; the atomistic energy of a one-bead liquid is
+        mostly noise the bead positions do not determine)."""
         all_features = self.features(species, pair_first, pair_second, pair_vec)
-        return self._readout(self.head, all_features), self._readout(self.entropy_head, all_features)
+        energy = self._readout(self.head, all_features)
+        entropy = self._readout(self.entropy_head, all_features)
+        if matching_feature_grad is None:
+            return energy, entropy
+        if matching_feature_grad == 1.0:
+            return energy, entropy, energy
+        g = float(matching_feature_grad)
+        scaled = [f.detach() + g * (f - f.detach()) if g else f.detach() for f in all_features]
+        return energy, entropy, self._readout(self.head, scaled)
 
     def forward(self, species: torch.Tensor, pair_first: torch.Tensor, pair_second: torch.Tensor,
                 pair_vec: torch.Tensor) -> torch.Tensor:

@@ -37,6 +37,9 @@ class LossConfig:
     # error of E(R) against the atomistic energy, each state point's mean removed, / energy_scale
     energy: NonNegative = 0.0
     energy_scale: Positive = 0.1  # kcal/mol per bead
+    # how much energy matching trains the shared features (1) or only the heads' split into E
+    # and S (0): the gradient of the energy loss into the features is scaled by this
+    energy_feature_grad: Annotated[float, Range(ge=0, le=1)] = 1.0
 
 
 @dataclass

@@ -22,16 +22,18 @@ from .data import FrameRef, PressureTargets, ThermalTargets
 
 
 def model_forces(model: torch.nn.Module, species, first, second, vec, create_graph: bool,
-                 node_temperature=None):
+                 node_temperature=None, energy_feature_grad: float = 1.0):
     """(forces, dE/d pair vector, per-bead e_i or None): forces -dW/dx from dW/d(pair vector), as
     hipcg.graph.evaluate and the plugin do.  A temperature-aware model is evaluated at each
-    bead's ``node_temperature`` (W = e - (T / T_ref) s'); its e_i come back for energy matching."""
+    bead's ``node_temperature`` (W = e - (T / T_ref) s'); its e_i for energy matching (features'
+    gradient scaled by ``energy_feature_grad``, HipnnEnergy.energy_entropy) come back too."""
     vec = vec.detach().requires_grad_(True)
     node_energy = None
     if getattr(model, "temperature_aware", False):
-        node_energy, entropy = model.energy_entropy(species, first, second, vec)
+        e, entropy, node_energy = model.energy_entropy(species, first, second, vec,
+                                                       matching_feature_grad=energy_feature_grad)
         t_ref = model.network.reference_temperature.to(entropy.dtype)
-        energy = (node_energy - (node_temperature / t_ref) * entropy).sum()
+        energy = (e - (node_temperature / t_ref) * entropy).sum()
     else:
         energy = model(species, first, second, vec).sum()
     (grad,) = torch.autograd.grad(energy, vec, create_graph=create_graph)
@@ -245,7 +247,8 @@ def train_epoch(model, optimizer, params, cache: GraphCache, batches, device, lo
     for batch in batches:
         species, first, second, vec, ref, extra, heat = _batch(cache, batch, device, pressure, thermal)
         pred, grad, node_e = model_forces(model, species, first, second, vec, create_graph=True,
-                                          node_temperature=heat[0] if heat else None)
+                                          node_temperature=heat[0] if heat else None,
+                                          energy_feature_grad=loss.energy_feature_grad)
         value = force_loss(pred, ref, loss)
         if extra is not None and loss.pressure:
             pair_frame, target, volume, n_beads = extra
