@@ -134,7 +134,7 @@ def _model_lines(ax, table: list[dict], key: str) -> None:
 
 
 def _panels_vs_temperature(table: list[dict], panels: list, outdir: Path, name: str,
-                           width: float, decorate) -> Path:
+                           width: float, decorate, legend_outside: bool = False) -> Path:
     """A row of panels (key, label, ...) against T, written to ``outdir/name``; ``decorate(ax,
     panel)`` adds what a panel has beside the models' lines."""
     import matplotlib
@@ -148,7 +148,8 @@ def _panels_vs_temperature(table: list[dict], panels: list, outdir: Path, name: 
         _model_lines(ax, table, panel[0])
         ax.set_xlabel("T (K)")
         ax.set_ylabel(panel[-1])
-        ax.legend(fontsize=7, title="filled: trained", title_fontsize=7)
+        ax.legend(fontsize=7, title="filled: trained", title_fontsize=7,
+                  **({"loc": "upper left", "bbox_to_anchor": (1.02, 1.0)} if legend_outside else {}))
     fig.tight_layout()
     path = outdir / name
     fig.savefig(path, dpi=110)
@@ -202,12 +203,12 @@ def plot_score_vs_temperature(table: list[dict], outdir: Path) -> Path | None:
     def decorate(ax, panel):
         for y, text in ((1.0, "noise floor"), (0.5, "0.5"), (0.0, "null model")):
             ax.axhline(y, color="grey", ls="--" if y == 0.5 else ":", lw=0.8)
-            ax.annotate(text, (0, y), xycoords=("axes fraction", "data"), xytext=(3, 2),
-                        textcoords="offset points", fontsize=7, color="grey")
+            ax.annotate(text, (1.0, y), xycoords=("axes fraction", "data"), xytext=(-3, 2),
+                        textcoords="offset points", fontsize=7, color="grey", ha="right")
 
     held = [r for r in table if not r["trained"]]
     return _panels_vs_temperature(held, [("transferability_score", "transferability score")], outdir,
-                                  "score_vs_temperature.png", 5.0, decorate)
+                                  "score_vs_temperature.png", 7.0, decorate, legend_outside=True)
 
 
 def _refine_section(result: dict) -> list[str]:
