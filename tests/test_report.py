@@ -62,10 +62,13 @@ def test_report_contains_every_section(evaluation):
     for sp in ("T280", "T320"):
         assert f"rdf_{sp}.png" in paths and paths[f"rdf_{sp}.png"].stat().st_size > 1000
     html = paths["report.html"].read_text()
-    # two RDFs, errors, thermo (density, pressure) and the held-out score against temperature
-    assert html.count("data:image/png;base64,") == 5 and "<table>" in html
-    assert "thermo_vs_temperature.png" in paths and "score_vs_temperature.png" in paths
+    # two RDFs, errors, thermo (density, pressure) and, where a held-out point has a score (its
+    # null model differs from the reference by more than the floor), the score against T
     data = json.loads(paths["report.json"].read_text())
+    scored = any(r["transferability_score"] is not None for r in data["rows"])
+    assert html.count("data:image/png;base64,") == 4 + scored and "<table>" in html
+    assert "thermo_vs_temperature.png" in paths
+    assert ("score_vs_temperature.png" in paths) == scored
     assert len(data["rows"]) == 4
     assert {r["model"] for r in data["rows"]} == {"hipcg", "baseline"}
     assert {r["model"]: r["model_kind"] for r in data["rows"]} == {"hipcg": "lennard-jones",
@@ -103,3 +106,15 @@ def test_temperature_plots_join_only_state_points_of_one_pressure():
             for n, t, p in [("a", 450.0, 1.0), ("b", 300.0, 1000.0), ("c", 300.0, 1.0), ("d", 350.0, 1.0)]]
     groups = _isobars(rows)
     assert [[r["state_point"] for r in g] for g in groups] == [["c", "d", "a"], ["b"]]
+
+
+def test_score_plot_shows_the_held_out_points_only(tmp_path):
+    from hipcg.report import plot_score_vs_temperature
+
+    rows = [{"state_point": n, "temperature": t, "pressure_ref": p, "model": m, "trained": tr,
+             "transferability_score": s}
+            for n, t, p, tr in [("T300", 300.0, 1.0, True), ("T450", 450.0, 1000.0, False)]
+            for m, s in [("a", None if tr else 0.6), ("b", None if tr else -0.2)]]
+    path = plot_score_vs_temperature(rows, tmp_path)
+    assert path.name == "score_vs_temperature.png" and path.stat().st_size > 1000
+    assert plot_score_vs_temperature([{**r, "transferability_score": None} for r in rows], tmp_path) is None

@@ -195,9 +195,12 @@ def test_energy_feature_grad_scales_what_energy_matching_does_to_the_features(gr
         model.zero_grad()
         _, _, e = model.energy_entropy(*inputs, matching_feature_grad=g)
         e.sum().backward()
-        trunk = torch.cat([p.grad.flatten() for n, p in model.named_parameters()
-                           if n.startswith("network.network.") and p.grad is not None])
-        head = torch.cat([p.grad.flatten() for n, p in model.named_parameters() if ".head." in n])
+        def flat(keep):  # a parameter the loss does not reach has no gradient: zero
+            return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten()
+                              for n, p in model.named_parameters() if keep(n)])
+
+        trunk = flat(lambda n: n.startswith("network.network."))
+        head = flat(lambda n: ".head." in n)
         return trunk, head
 
     full_trunk, full_head = grads(1.0)
