@@ -46,6 +46,11 @@ class DatasetError(DataError):
     """A dataset file is missing, malformed, or in other units."""
 
 
+
+def frame_subset(n_frames: int, max_frames: int) -> np.ndarray:
+    """At most ``max_frames`` frame indices spread evenly over ``n_frames`` (all when fewer)."""
+    return np.unique(np.linspace(0, n_frames - 1, min(n_frames, max_frames)).round().astype(int))
+
 @dataclass
 class CGDataset:
     positions: np.ndarray

@@ -23,6 +23,7 @@ import numpy as np
 from . import analysis as A
 from .simulate import SimulationConfig, StartStructure, run_or_blowup
 from .config import NonNegativeInt, Positive, PositiveInt, Range, slug
+from .data import frame_subset
 from .statepoint import StatePoint, dataset_path
 from .transferability import add_scores
 from .errors import DataError, OutputExistsError
@@ -131,12 +132,6 @@ class ForcePredictor:
         return graph_evaluate(self.module, g, dtype=self.meta.torch_dtype).forces
 
 
-def _frame_subset(n_frames: int, max_frames: int) -> np.ndarray:
-    if n_frames <= max_frames:
-        return np.arange(n_frames)
-    return np.unique(np.linspace(0, n_frames - 1, max_frames).round().astype(int))
-
-
 def static_metrics(predictor: ForcePredictor, dataset, max_frames: int = 50,
                    temperature: float | None = None) -> dict:
     """Force RMSE, MAE (kcal/(mol Å)) and R^2 per Cartesian component over frames and beads
@@ -144,7 +139,7 @@ def static_metrics(predictor: ForcePredictor, dataset, max_frames: int = 50,
     species = predictor.species(dataset.type_names, dataset.bead_types)
     pred, ref = [], []
     t0 = time.perf_counter()
-    for k in _frame_subset(dataset.n_frames, max_frames):
+    for k in frame_subset(dataset.n_frames, max_frames):
         pred.append(predictor.forces(dataset.positions[k], dataset.boxes[k], species, temperature))
         ref.append(np.asarray(dataset.forces[k], dtype=np.float64))
     pred, ref = np.concatenate(pred).ravel(), np.concatenate(ref).ravel()
@@ -179,7 +174,7 @@ def state_of(sp: StatePoint, dataset) -> dict:
 
 def reference_observables(dataset, r_max: float, frame_interval_fs: float | None,
                           max_frames: int = 500) -> dict:
-    idx = _frame_subset(dataset.n_frames, max_frames)
+    idx = frame_subset(dataset.n_frames, max_frames)
     pos, boxes = dataset.positions[idx], dataset.boxes[idx]
     half = len(idx) // 2  # contiguous halves: as independent as the run allows (noise floor)
     # one pass over the frames: the two halves' histograms, and the whole as their sum

@@ -24,6 +24,7 @@ import torch
 
 from .analysis import PairHistogram
 from .config import NonNegative, Positive, PositiveInt, Range
+from .data import frame_subset
 from .errors import ConfigError, DataError
 
 
@@ -111,10 +112,6 @@ class RepulsivePrior(torch.nn.Module):
         return cls(len(d["type_names"]), d["t"], d["p"], d["s"], d["dr"], dtype=dtype)
 
 
-def _frame_subset(n_frames: int, max_frames: int) -> np.ndarray:
-    return np.unique(np.linspace(0, n_frames - 1, min(n_frames, max_frames)).round().astype(int))
-
-
 def pair_rdfs(datasets, n_types: int, r_max: float, bin_width: float, max_frames: int):
     """g(r) per ordered type pair over ALL bead pairs, pooled over frames of all ``datasets``.
 
@@ -128,7 +125,7 @@ def pair_rdfs(datasets, n_types: int, r_max: float, bin_width: float, max_frames
     """
     hist = PairHistogram(n_types, r_max, bin_width)
     for ds in datasets:
-        frames = _frame_subset(ds.n_frames, max_frames)
+        frames = frame_subset(ds.n_frames, max_frames)
         hist.add(ds.positions[frames], ds.boxes[frames], ds.bead_types)
     return hist.edges, hist.g()
 

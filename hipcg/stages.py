@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-
 from .baseline import BaselineConfig
 from .mapping import MapSettings
 from .config import ConfigError, from_dict, load_yaml, slug
@@ -235,20 +233,19 @@ def _fit_baselines(ctx: StageContext, spec, baseline: BaselineConfig, datasets: 
     """The classical models on the training frames: pairwise MS-CG and, when asked, pair +
     local density (the LD cutoffs and density grid chosen on the same frames)."""
     from .baseline import dataset_frames, fit_pair_forces, fit_volume, local_density_for, write_table
-    from .data import load_dataset
+    from .data import frame_subset, load_dataset
 
     train_sets = [load_dataset(datasets[sp.name]) for sp in spec.state_points if sp.role == "train"]
     trained_on = {"trained_on": [sp.name for sp in spec.state_points if sp.role == "train"]}
 
     # several training state points weigh the same, as in HIP-NN-TS training: every
     # ``stride``-th frame of the shortest one, and as many evenly spread frames of each other
-    n_each = min(len(range(0, ds.n_frames, baseline.stride)) for ds in train_sets)
+    strided = [range(0, ds.n_frames, baseline.stride) for ds in train_sets]
+    n_each = min(len(frames) for frames in strided)
 
     def frames():
-        for ds in train_sets:
-            picks = np.unique(np.linspace(0, ds.n_frames - 1, n_each).round().astype(int)) \
-                if len(range(0, ds.n_frames, baseline.stride)) > n_each else range(0, ds.n_frames, baseline.stride)
-            yield from dataset_frames(ds, picks)
+        for ds, every in zip(train_sets, strided):
+            yield from dataset_frames(ds, every if len(every) == n_each else frame_subset(ds.n_frames, n_each))
 
     outputs = {}
     kinds = [("baseline", None)]
