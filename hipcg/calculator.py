@@ -15,6 +15,9 @@ volume is undefined, it is an error.
 A temperature-aware model (W = E - T S, ``metadata.temperature_aware``) needs ``temperature``
 (K), as ``pair_style hipcg temperature T`` does; giving one to any other model is an error.
 
+``backend`` is the plugin's: ``auto`` (default; the native evaluator for HIP-NN models on the
+CPU, as ``pair_style hipcg`` runs them), ``native`` or ``torch`` (:mod:`hipcg.backends`).
+
 Bead species come from ``atoms.arrays['hipcg_type']`` (type names) if present, else from the
 chemical symbols, matched against the model's type names.
 """
@@ -25,9 +28,9 @@ import numpy as np
 from ase import units
 from ase.calculators.calculator import Calculator, all_changes
 
-from .graph import evaluate, periodic_graph, with_volume_term
-from .modelfile import apply_temperature, load_model
+from .backends import ModelEvaluator
 from .errors import DataError
+from .graph import periodic_graph, with_volume_term
 
 KCAL_PER_MOL = units.kcal / units.mol  # eV per (kcal/mol)
 
@@ -35,11 +38,12 @@ KCAL_PER_MOL = units.kcal / units.mol  # eV per (kcal/mol)
 class HipcgCalculator(Calculator):
     implemented_properties = ["energy", "energies", "forces", "stress", "free_energy"]
 
-    def __init__(self, model_path, device: str = "cpu", temperature: float | None = None, **kwargs):
+    def __init__(self, model_path, device: str = "cpu", temperature: float | None = None,
+                 backend: str = "auto", threads: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.module, self.metadata = load_model(model_path, map_location=device)
-        apply_temperature(self.module, self.metadata, temperature, str(model_path))
-        self.device = device
+        self.evaluator = ModelEvaluator(model_path, backend=backend, device=device,
+                                        temperature=temperature, threads=threads)
+        self.metadata = self.evaluator.metadata
         self._index = {name: i for i, name in enumerate(self.metadata.type_names)}
 
     def species_of(self, atoms) -> np.ndarray:
@@ -60,7 +64,7 @@ class HipcgCalculator(Calculator):
             pbc = (True, True, True)
         graph = periodic_graph(atoms.positions, atoms.cell.array, self.species_of(atoms),
                                self.metadata.cutoff, pbc=pbc)
-        result = evaluate(self.module, graph, dtype=self.metadata.torch_dtype, device=self.device)
+        result = self.evaluator.evaluate(graph)
         if self.metadata.volume is not None:
             if not all(atoms.pbc):
                 raise DataError("this model has a volume term (pressure matching): it needs a "

@@ -47,6 +47,8 @@ class CGRunSettings:
     max_temperature_factor: Positive = 3.0
     minimize_steps: NonNegativeInt = 0
     timeout: Positive | None = None  # s per LAMMPS run
+    # pair_style hipcg backend of the CG runs, and the backend of the static force metrics
+    backend: Literal["auto", "native", "torch"] = "auto"
 
 
 @dataclass
@@ -87,7 +89,7 @@ def model_kind(path: str | os.PathLike) -> str:
 class ForcePredictor:
     """Forces of a model file or a baseline on dataset frames (the same numbers LAMMPS uses)."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, backend: str = "auto"):
         self.path = Path(path)
         self.kind = model_kind(path)
         if self.kind == "baseline":
@@ -96,9 +98,13 @@ class ForcePredictor:
             self.table = load_baseline(path)
             self.type_names, self.cutoff = self.table.type_names, self.table.cutoff
         else:
-            from .modelfile import load_model
+            from .backends import ModelEvaluator
+            from .modelfile import read_metadata
 
-            self.module, self.meta = load_model(path)
+            # a temperature-aware model gets its T per frame (forces()); 1 K only to open it
+            aware = read_metadata(path).temperature_aware
+            self.evaluator = ModelEvaluator(path, backend=backend, temperature=1.0 if aware else None)
+            self.meta = self.evaluator.metadata
             self.type_names, self.cutoff = list(self.meta.type_names), self.meta.cutoff
 
     @property
@@ -122,14 +128,11 @@ class ForcePredictor:
         """Forces on one frame; ``temperature`` (K) sets a temperature-aware model's T."""
         if self.kind == "baseline":
             return self.table.forces(positions, box, species)
-        from .graph import evaluate as graph_evaluate, periodic_graph
-        from .modelfile import apply_temperature
+        from .graph import periodic_graph
 
-        apply_temperature(self.module, self.meta,
-                          temperature if self.meta.temperature_aware else None, str(self.path))
-
+        self.evaluator.set_temperature(temperature if self.meta.temperature_aware else None)
         g = periodic_graph(positions, box, species, self.cutoff)
-        return graph_evaluate(self.module, g, dtype=self.meta.torch_dtype).forces
+        return self.evaluator.evaluate(g).forces
 
 
 def static_metrics(predictor: ForcePredictor, dataset, max_frames: int = 50,
@@ -206,7 +209,8 @@ def simulation_config(model: Path, settings: EvaluationSettings, state: dict, en
         equilibration=settings.equilibration, dump_every=settings.dump_every,
         thermo_every=settings.thermo_every, seed=settings.seed, nprocs=settings.nprocs,
         threads=settings.threads, min_distance=settings.min_distance,
-        max_temperature_factor=settings.max_temperature_factor, minimize_steps=settings.minimize_steps)
+        max_temperature_factor=settings.max_temperature_factor, minimize_steps=settings.minimize_steps,
+        backend=settings.backend)
 
 
 def dynamic_metrics(model: Path, dataset, state: dict, reference: dict, r_max: float,
@@ -278,7 +282,7 @@ def evaluate(models: dict[str, str | os.PathLike], state_points: list[StatePoint
     if target.exists() and not overwrite:
         raise OutputExistsError(f"{target} exists; not overwriting it (use --overwrite)")
     workdir.mkdir(parents=True, exist_ok=True)
-    predictors = {name: ForcePredictor(path) for name, path in models.items()}
+    predictors = {name: ForcePredictor(path, settings.backend) for name, path in models.items()}
     result = {"settings": asdict(settings),
               "definitions": {"rdf_bin_width": A.RDF_BIN_WIDTH, "rdf_error_tolerance": A.RDF_ERROR_TOLERANCE,
                               "rdf_error": "mean |g_model - g_ref| over 0.1 Å bins from 0 to "

@@ -106,13 +106,20 @@ def evaluate(model: "torch.nn.Module", graph: PairGraph, dtype: "torch.dtype | N
     (grad,) = torch.autograd.grad(energy, vec, allow_unused=True)
     if grad is None:
         grad = torch.zeros_like(vec)
-    grad = grad.detach().to("cpu", torch.float64)
-    forces = torch.zeros((graph.n_nodes, 3), dtype=torch.float64)
-    forces.index_add_(0, torch.as_tensor(graph.pair_first), grad)
-    forces.index_add_(0, torch.as_tensor(graph.pair_second), -grad)
-    virial = -(torch.as_tensor(graph.pair_vec).T @ grad)
-    return EnergyForces(float(energy.detach().cpu()), forces.numpy(), virial.numpy(),
-                        node_energy.detach().to("cpu", torch.float64).numpy())
+    return from_pair_gradient(graph, node_energy.detach().to("cpu", torch.float64).numpy(),
+                              grad.detach().to("cpu", torch.float64).numpy())
+
+
+def from_pair_gradient(graph: PairGraph, node_energies: np.ndarray, grad: np.ndarray) -> EnergyForces:
+    """Energy, forces and virial from per-node energies and dE/d pair vector (p, 3), as the
+    plugin turns them into LAMMPS forces: F_i += g, F_j -= g, W = -sum_pairs r (x) g."""
+    grad = np.asarray(grad, dtype=np.float64).reshape(-1, 3)
+    n = graph.n_nodes
+    forces = np.stack([np.bincount(graph.pair_first, grad[:, a], n)
+                       - np.bincount(graph.pair_second, grad[:, a], n) for a in range(3)], axis=1)
+    virial = -(np.asarray(graph.pair_vec).T @ grad)
+    return EnergyForces(float(np.sum(node_energies)), forces, virial,
+                        np.asarray(node_energies, dtype=np.float64))
 
 
 def with_volume_term(result: EnergyForces, term: "VolumeTerm | None", box: np.ndarray) -> EnergyForces:

@@ -78,6 +78,8 @@ class SimulationConfig:
     nprocs: PositiveInt = 1  # MPI ranks
     threads: PositiveInt = 1  # OpenMP / torch threads per rank
     device: str = "cpu"  # pair_style hipcg device
+    # pair_style hipcg backend: auto (no keyword: native on the CPU for HIP-NN models), native, torch
+    backend: Literal["auto", "native", "torch"] = "auto"
     t_damp: Positive = 100.0  # fs
     p_damp: Positive = 1000.0  # fs
     skin: NonNegative = 2.0  # Å neighbour skin
@@ -174,6 +176,8 @@ def pair_lines(config: SimulationConfig, info: dict, type_names: list[str],
     if plugin is None:
         raise ValueError("a hipcg model needs the plugin path (hipcg.lammps.plugin.build_plugin)")
     style = f"pair_style hipcg device {config.device} threads {config.threads}"
+    if config.backend != "auto":
+        style += f" backend {config.backend}"
     if info.get("temperature_aware"):
         style += f" temperature {config.temperature:g}"  # W(R; T) at the thermostat's T
     lines = ["# the CG model: TorchScript file + type names in LAMMPS type order",

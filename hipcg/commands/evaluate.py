@@ -45,7 +45,7 @@ def _run(args: argparse.Namespace) -> int:
     points += [StatePoint(slug(Path(p).stem), role="train", dataset=Path(p)) for p in args.train or []]
     points += [StatePoint(slug(Path(p).stem), role="test", dataset=Path(p)) for p in args.test or []]
     settings = dict(cfg.settings)
-    for key in ("steps", "npt_steps", "timestep", "nprocs", "threads", "dump_every"):
+    for key in ("steps", "npt_steps", "timestep", "nprocs", "threads", "dump_every", "backend"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     if not models or not points:
@@ -70,5 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dump-every", dest="dump_every", type=int)
     p.add_argument("--np", dest="nprocs", type=int, help="MPI ranks per run")
     p.add_argument("--threads", type=int)
+    p.add_argument("--backend", choices=["auto", "native", "torch"],
+                   help="pair_style hipcg backend, and the static force metrics' (default auto)")
     add_overwrite_flag(p, "existing results")
     p.set_defaults(func=_run)

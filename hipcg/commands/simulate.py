@@ -13,7 +13,8 @@ from ..errors import DataError, InputError
 _FLAGS = {"ensemble": str, "thermostat": str, "temperature": float, "pressure": float,
           "timestep": float, "steps": int, "dump_every": int, "thermo_every": int, "seed": int,
           "nprocs": int, "threads": int, "device": str, "min_distance": float,
-          "max_temperature_factor": float, "minimize_steps": int, "equilibration": float}
+          "max_temperature_factor": float, "minimize_steps": int, "equilibration": float,
+          "backend": str}
 
 
 def _config(args):
@@ -118,6 +119,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     par.add_argument("--np", dest="nprocs", type=int, help="MPI ranks (mpirun -np N)")
     par.add_argument("--threads", type=int, help="threads per rank")
     par.add_argument("--device", choices=["cpu", "cuda"])
+    par.add_argument("--backend", choices=["auto", "native", "torch"],
+                     help="pair_style hipcg backend (default auto: native on the CPU for HIP-NN)")
     p.add_argument("--write-only", action="store_true", help="write the inputs, do not run")
     add_overwrite_flag(p, "an existing run folder")
     p.set_defaults(func=_run)

@@ -25,6 +25,7 @@ from ..atomic import atomic_path, write_json_atomic
 from ..errors import RunError
 
 PLUGIN_NAME = "hipcgplugin.so"
+NATIVE_LIBRARY_NAME = "libhipcgnative.so"  # the native evaluator for Python (hipcg/native.py)
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "lammps_plugin"
 
 
@@ -107,6 +108,11 @@ def plugin_path(inputs: BuildInputs | None = None) -> Path:
     return cache_root() / "plugin" / inputs.key() / PLUGIN_NAME
 
 
+def native_library_path(inputs: BuildInputs | None = None) -> Path:
+    """Where ``libhipcgnative.so`` of the current sources lives (built with the plugin)."""
+    return plugin_path(inputs).with_name(NATIVE_LIBRARY_NAME)
+
+
 @contextlib.contextmanager
 def _lock(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,10 +138,12 @@ def build_plugin(rebuild: bool = False, jobs: int | None = None, verbose: bool =
     """Return the path of an up-to-date ``hipcgplugin.so``, building it if needed."""
     inputs = BuildInputs.detect()
     target = plugin_path(inputs)
-    if target.exists() and not rebuild:
+    library = native_library_path(inputs)
+    # the plugin is copied last: its presence means both files are complete
+    if target.exists() and library.exists() and not rebuild:
         return target
     with _lock(target.parent.with_suffix(".lock")):
-        if target.exists() and not rebuild:  # another process built it while we waited
+        if target.exists() and library.exists() and not rebuild:  # built while we waited
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
@@ -157,11 +165,12 @@ def build_plugin(rebuild: bool = False, jobs: int | None = None, verbose: bool =
                 log, build_dir,
             )
             _run(["cmake", "--build", ".", "-j", str(jobs or os.cpu_count() or 1)], log, build_dir)
-            built = build_dir / PLUGIN_NAME
-            if not built.exists():
-                raise PluginBuildError(f"cmake finished but {built} is missing; log {log}")
-            with atomic_path(target) as tmp_target:  # readers see no plugin or the whole file
-                shutil.copy2(built, tmp_target)
+            for name in (NATIVE_LIBRARY_NAME, PLUGIN_NAME):
+                if not (build_dir / name).exists():
+                    raise PluginBuildError(f"cmake finished but {build_dir / name} is missing; log {log}")
+            for name, dest in ((NATIVE_LIBRARY_NAME, library), (PLUGIN_NAME, target)):
+                with atomic_path(dest) as tmp_dest:  # readers see no file or the whole file
+                    shutil.copy2(build_dir / name, tmp_dest)
         write_json_atomic(target.parent / "build-info.json",
                           {k: str(v) for k, v in inputs.__dict__.items()}
                           | {"key": inputs.key(), "seconds": round(time.perf_counter() - start, 1)})

@@ -552,39 +552,77 @@ void PairHipcg::build_graph()
   }
   int n_real = nlocal;
 
-  pair_first_node_.clear();
-  pair_second_node_.clear();
-  pair_first_atom_.clear();
-  pair_second_atom_.clear();
-  pair_vec_.clear();
-
-  // frontier_ grows while it is walked: beads at hop k are appended while hop k-1 is processed
-  for (size_t f = 0; f < frontier_.size(); f++) {
-    const int i = frontier_[f];
-    const int next_hop = hop_[i] + 1;
-    const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
-    const int *jlist = firstneigh[i];
-    const int jnum = numneigh[i];
-    for (int jj = 0; jj < jnum; jj++) {
-      const int j = jlist[jj] & NEIGHMASK;
-      const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
-      if (dx * dx + dy * dy + dz * dz >= cutsq_model) continue;
-      if (hop_[j] < 0) {
+  // hops first (serial: breadth-first order numbers the nodes); for one layer only the local
+  // beads are nodes and there is nothing to search.  frontier_ grows while it is walked: beads
+  // at hop k are appended while hop k-1 is processed.
+  if (n_layers > 1)
+    for (size_t f = 0; f < frontier_.size(); f++) {
+      const int i = frontier_[f];
+      const int next_hop = hop_[i] + 1;
+      if (next_hop > n_layers) continue;
+      const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
+      const int *jlist = firstneigh[i];
+      const int jnum = numneigh[i];
+      for (int jj = 0; jj < jnum; jj++) {
+        const int j = jlist[jj] & NEIGHMASK;
+        if (hop_[j] >= 0) continue;
+        const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
+        if (dx * dx + dy * dy + dz * dz >= cutsq_model) continue;
         hop_[j] = next_hop;
         if (next_hop < n_layers) {
           atom_node_[j] = n_real++;
           frontier_.push_back(j);
         }
       }
-      pair_first_atom_.push_back(i);
-      pair_second_atom_.push_back(j);
-      pair_first_node_.push_back(atom_node_[i]);
+    }
+
+  // then the pairs of every frontier bead, in frontier order and neighbour-list order: counted,
+  // offsets, filled, each bead's pairs by one thread (this was ~25 ns per pair in one thread,
+  // a quarter of the native model's time at 10,000 beads)
+  const int n_frontier = static_cast<int>(frontier_.size());
+  pair_offset_.assign(n_frontier + 1, 0);
+  const int threads = torch_threads_ > 0 ? torch_threads_ : omp_get_max_threads();
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int f = 0; f < n_frontier; f++) {
+    const int i = frontier_[f];
+    const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
+    const int *jlist = firstneigh[i];
+    const int jnum = numneigh[i];
+    int64_t count = 0;
+    for (int jj = 0; jj < jnum; jj++) {
+      const int j = jlist[jj] & NEIGHMASK;
+      const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
+      count += dx * dx + dy * dy + dz * dz < cutsq_model;
+    }
+    pair_offset_[f + 1] = count;
+  }
+  for (int f = 0; f < n_frontier; f++) pair_offset_[f + 1] += pair_offset_[f];
+  const int64_t n_pairs = pair_offset_[n_frontier];
+  pair_first_node_.resize(n_pairs);
+  pair_second_node_.resize(n_pairs);
+  pair_first_atom_.resize(n_pairs);
+  pair_second_atom_.resize(n_pairs);
+  pair_vec_.resize(3 * n_pairs);
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int f = 0; f < n_frontier; f++) {
+    const int i = frontier_[f];
+    const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
+    const int *jlist = firstneigh[i];
+    const int jnum = numneigh[i];
+    int64_t p = pair_offset_[f];
+    for (int jj = 0; jj < jnum; jj++) {
+      const int j = jlist[jj] & NEIGHMASK;
+      const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
+      if (dx * dx + dy * dy + dz * dz >= cutsq_model) continue;
+      pair_first_atom_[p] = i;
+      pair_second_atom_[p] = j;
+      pair_first_node_[p] = atom_node_[i];
       // hop-L beads: placeholder -(model type + 1), resolved once n_real is known
-      pair_second_node_.push_back(atom_node_[j] >= 0 ? atom_node_[j]
-                                                     : -(lammps_to_model_type_[type[j]] + 1));
-      pair_vec_.push_back(dx);
-      pair_vec_.push_back(dy);
-      pair_vec_.push_back(dz);
+      pair_second_node_[p] = atom_node_[j] >= 0 ? atom_node_[j] : -(lammps_to_model_type_[type[j]] + 1);
+      pair_vec_[3 * p] = dx;
+      pair_vec_[3 * p + 1] = dy;
+      pair_vec_[3 * p + 2] = dz;
+      p++;
     }
   }
   if (n_real > nall) error->one(FLERR, "pair hipcg: internal error building the graph");

@@ -80,6 +80,7 @@ class PairHipcg : public Pair {
   std::vector<int> hop_;          // per atom: hops from the nearest local bead, -1 if unreached
   std::vector<int> atom_node_;    // per atom: graph node, -1 if represented by its species node
   std::vector<int> frontier_;     // atoms whose pairs enter the graph, in breadth-first order
+  std::vector<int64_t> pair_offset_;    // per frontier atom: index of its first pair
   // HIPCG_PROFILE=1: time spent per part of compute(), printed when the pair style is deleted
   bool profile_ = false;
   long profiled_calls_ = 0;
