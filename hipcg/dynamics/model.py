@@ -1,0 +1,299 @@
+"""Equivariant networks for learned large-timestep CG dynamics, on HIP-NN-TS features.
+
+After Fu et al. (TMLR 2023, arXiv 2204.10348): one learned step spans many MD steps, and a
+network predicts each bead's next "acceleration" as a Gaussian (mean and standard deviation)
+from the bead positions and the last ``history`` displacements.  Theirs is not equivariant;
+this one is by construction:
+
+* :class:`FineEmbedding`: message passing over the monomer bond graph (monomer types only, no
+  coordinates), pooled per bead: a sequence-aware bead descriptor (the paper's embedding GNN).
+* :class:`DynamicsNet`: a hippynn ``HipnnQuad`` on the bead graph (input: the bead embeddings)
+  and two heads that also see the past displacements through rotation invariants (their dot
+  products, and their projections on the pair directions).  The mean
+  acceleration is a vector built only from equivariant quantities,
+  ``mu_i = sum_j c_ij r_hat_ij + sum_m b_im u_i^(m)``, with scalar coefficients c, b from
+  invariant inputs (HIP-NN-TS features, distances, bonded flags, displacement projections);
+  the standard deviation is one per bead (isotropic), so it is invariant.
+* :class:`ScoreNet`: a denoising score model ``s_i(x; sigma) = sum_j g_ij r_hat_ij / sigma`` on
+  the same kind of features, trained by denoising score matching and used after each learned
+  step as a short annealed Langevin correction (:func:`hipcg.dynamics.rollout`).
+
+Everything is written per step in "learned-step units": a displacement ``u = x_t - x_{t-1}``
+and an acceleration ``a = x_{t+1} - 2 x_t + x_{t-1}`` are lengths (Å) per learned step; they
+enter and leave the networks divided by scales measured on the training data
+(``step_scale``, ``accel_scale``), kept in the module as buffers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from ..config import Positive, PositiveInt, check_fields
+from ..errors import ConfigError
+from ..models.hipnn import HipnnConfig, build_network  # noqa: F401  (also sets hippynn's kernels)
+
+
+@dataclass
+class DynamicsModelConfig:
+    """Sizes of the embedding, dynamics and score networks (lengths in Å)."""
+
+    history: PositiveInt = 4               # past displacements the dynamics network sees
+    n_embed: PositiveInt = 12              # bead embedding width (fine-graph network)
+    embed_layers: PositiveInt = 2          # message-passing layers over monomer bonds
+    network: HipnnConfig = field(default_factory=lambda: HipnnConfig(
+        network="HipnnQuad", n_features=24, n_sensitivities=10, dist_soft_min=3.0,
+        dist_soft_max=50.0, cutoff=60.0, n_interaction_layers=1, n_atom_layers=2))
+    n_rbf: PositiveInt = 16                # radial basis of the pair heads, 0 .. cutoff
+    hidden: PositiveInt = 64               # width of the pair and bead heads
+    min_std: Positive = 1e-3               # floor of the predicted std (in accel_scale units)
+
+    def __post_init__(self) -> None:
+        check_fields(self, "dynamics.model")
+
+
+def _mlp(n_in: int, hidden: int, n_out: int) -> torch.nn.Sequential:
+    return torch.nn.Sequential(torch.nn.Linear(n_in, hidden), torch.nn.SiLU(),
+                               torch.nn.Linear(hidden, hidden), torch.nn.SiLU(),
+                               torch.nn.Linear(hidden, n_out))
+
+
+@dataclass
+class ChainTopology:
+    """What does not change along a trajectory: monomers, their bonds, the beads."""
+
+    monomer_types: torch.Tensor      # (n_monomers,) long, 0 = A, 1 = B
+    monomer_bonds: torch.Tensor      # (n_bonds, 2) long
+    bead_of_monomer: torch.Tensor    # (n_monomers,) long
+    bead_bonds: torch.Tensor         # (m, 2) long
+    n_beads: int
+
+    @classmethod
+    def from_trajectory(cls, traj) -> "ChainTopology":
+        """From a :class:`hipcg.dynamics.beads.BeadTrajectory` (numpy arrays)."""
+        as_long = lambda a: torch.as_tensor(a, dtype=torch.long)  # noqa: E731
+        return cls(as_long(traj.monomer_types), as_long(traj.monomer_bonds).reshape(-1, 2),
+                   as_long(traj.bead_of_monomer), as_long(traj.bead_bonds).reshape(-1, 2),
+                   int(traj.n_beads))
+
+    def bonded_matrix(self) -> torch.Tensor:
+        m = torch.zeros((self.n_beads, self.n_beads), dtype=torch.bool)
+        if len(self.bead_bonds):
+            m[self.bead_bonds[:, 0], self.bead_bonds[:, 1]] = True
+            m[self.bead_bonds[:, 1], self.bead_bonds[:, 0]] = True
+        return m
+
+
+class FineEmbedding(torch.nn.Module):
+    """Monomer types -> message passing over monomer bonds -> sum per bead -> bead embedding."""
+
+    N_MONOMER_TYPES = 2
+
+    def __init__(self, n_embed: int, n_layers: int):
+        super().__init__()
+        self.inp = torch.nn.Linear(self.N_MONOMER_TYPES, n_embed)
+        self.self_layers = torch.nn.ModuleList(torch.nn.Linear(n_embed, n_embed) for _ in range(n_layers))
+        self.nbr_layers = torch.nn.ModuleList(torch.nn.Linear(n_embed, n_embed, bias=False)
+                                              for _ in range(n_layers))
+        self.out = torch.nn.Linear(n_embed + 1, n_embed)
+
+    def forward(self, topo: ChainTopology) -> torch.Tensor:
+        dtype = self.inp.weight.dtype
+        h = torch.nn.functional.silu(self.inp(torch.nn.functional.one_hot(
+            topo.monomer_types, self.N_MONOMER_TYPES).to(dtype)))
+        a, b = topo.monomer_bonds[:, 0], topo.monomer_bonds[:, 1]
+        for lin_self, lin_nbr in zip(self.self_layers, self.nbr_layers):
+            msg = torch.zeros_like(h).index_add(0, a, h[b]).index_add(0, b, h[a])
+            h = h + torch.nn.functional.silu(lin_self(h) + lin_nbr(msg))
+        pooled = torch.zeros((topo.n_beads, h.shape[1]), dtype=dtype).index_add(0, topo.bead_of_monomer, h)
+        size = torch.bincount(topo.bead_of_monomer, minlength=topo.n_beads).to(dtype)[:, None]
+        return self.out(torch.cat([pooled / size, size / 10.0], dim=1))
+
+
+class BeadGraph:
+    """Pairs of beads within one chain, for a batch of ``B`` configurations of that chain.
+
+    Nodes are numbered ``b * n_beads + i``; pairs are ordered (i, j), i != j, within the cutoff.
+    ``vec`` is x_j - x_i (Å), ``unit`` its direction.
+    """
+
+    def __init__(self, positions: torch.Tensor, bonded: torch.Tensor, cutoff: float):
+        batch, n, _ = positions.shape
+        i, j = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+        off = i != j
+        i, j = i[off], j[off]
+        vec = positions[:, j] - positions[:, i]                      # (B, P, 3)
+        dist = torch.linalg.vector_norm(vec, dim=-1)
+        keep = dist < cutoff
+        base = (torch.arange(batch) * n)[:, None].expand(batch, len(i))
+        self.first = (base + i)[keep]
+        self.second = (base + j)[keep]
+        self.vec = vec[keep]
+        self.dist = dist[keep]
+        self.unit = self.vec / self.dist[:, None]
+        self.bonded = bonded[i, j][None, :].expand(batch, len(i))[keep].to(positions.dtype)
+        self.n_nodes = batch * n
+
+
+class _PairFeatures(torch.nn.Module):
+    """HIP-NN-TS bead features plus a Gaussian radial basis of pair distances."""
+
+    def __init__(self, config: DynamicsModelConfig, n_inputs: int):
+        super().__init__()
+        self.hipnn = build_network(config.network, n_inputs)
+        self.n_features = sum(self.hipnn.feature_sizes[1:])
+        self.register_buffer("rbf_centres", torch.linspace(0.0, config.network.cutoff, config.n_rbf))
+        self.rbf_width = config.network.cutoff / config.n_rbf
+
+    def forward(self, node_inputs: torch.Tensor, graph: BeadGraph) -> tuple[torch.Tensor, torch.Tensor]:
+        # hippynn's pair coordinates are x_first - x_second
+        layers = self.hipnn(node_inputs, graph.first, graph.second, graph.dist, -graph.vec)
+        h = torch.cat(layers[1:], dim=1)
+        rbf = torch.exp(-((graph.dist[:, None] - self.rbf_centres) / self.rbf_width) ** 2)
+        return h, rbf
+
+
+def _gram(u: torch.Tensor) -> torch.Tensor:
+    """Rotation invariants of k vectors per bead: the upper triangle of u_l . u_m, (..., k(k+1)/2)."""
+    k = u.shape[-2]
+    gram = torch.einsum("...lc,...mc->...lm", u, u)
+    iu = torch.triu_indices(k, k)
+    return gram[..., iu[0], iu[1]]
+
+
+class DynamicsNet(torch.nn.Module):
+    """Gaussian next acceleration per bead from positions and the last k displacements."""
+
+    def __init__(self, config: DynamicsModelConfig):
+        super().__init__()
+        self.config = config
+        k = config.history
+        self.embedding = FineEmbedding(config.n_embed, config.embed_layers)
+        n_gram = k * (k + 1) // 2
+        # the displacements enter the heads, not HIP-NN's input: its first interaction layer
+        # costs pairs x sensitivities x inputs x 9, and the invariants reach the heads anyway
+        self.features = _PairFeatures(config, config.n_embed)
+        nf = self.features.n_features
+        self.pair_head = _mlp(2 * nf + config.n_rbf + 1 + 2 * k, config.hidden, 1)
+        self.bead_head = _mlp(nf + n_gram, config.hidden, k + 1)
+        self.register_buffer("step_scale", torch.tensor(1.0, dtype=torch.float64))
+        self.register_buffer("accel_scale", torch.tensor(1.0, dtype=torch.float64))
+
+    def set_scales(self, step_scale: float, accel_scale: float) -> None:
+        if not (step_scale > 0 and accel_scale > 0):
+            raise ConfigError(f"displacement and acceleration scales must be > 0, got {step_scale}, {accel_scale}")
+        self.step_scale.fill_(float(step_scale))
+        self.accel_scale.fill_(float(accel_scale))
+
+    def forward(self, topo: ChainTopology, history: torch.Tensor,
+                embedding: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``history``: positions (B, k + 1, n, 3) in Å, oldest first, the last the present.
+
+        Returns the mean and std of the acceleration (B, n, 3) and (B, n), in Å per learned
+        step squared (i.e. the second difference of positions)."""
+        k = self.config.history
+        if history.shape[1] != k + 1:
+            raise ConfigError(f"the dynamics network needs {k + 1} frames of history, got {history.shape[1]}")
+        batch, _, n, _ = history.shape
+        dtype = history.dtype
+        if embedding is None:
+            embedding = self.embedding(topo)
+        # u^(m): m = 0 the latest displacement; (B, n, k, 3), in step_scale units
+        disp = (history[:, 1:] - history[:, :-1]).flip(1).permute(0, 2, 1, 3) / self.step_scale.to(dtype)
+        gram = _gram(disp)                                          # (B, n, k(k+1)/2)
+        node_in = embedding.to(dtype)[None].expand(batch, n, -1).reshape(batch * n, -1)
+        graph = BeadGraph(history[:, -1], topo.bonded_matrix(), self.config.network.cutoff)
+        h, rbf = self.features(node_in, graph)
+        flat_disp = disp.reshape(batch * n, k, 3)
+        proj_i = torch.einsum("pmc,pc->pm", flat_disp[graph.first], graph.unit)
+        proj_j = torch.einsum("pmc,pc->pm", flat_disp[graph.second], graph.unit)
+        pair_in = torch.cat([h[graph.first], h[graph.second], rbf, graph.bonded[:, None], proj_i, proj_j], dim=1)
+        coeff = self.pair_head(pair_in)                              # (P, 1)
+        mean = torch.zeros((graph.n_nodes, 3), dtype=dtype).index_add(0, graph.first, coeff * graph.unit)
+        bead_out = self.bead_head(torch.cat([h, gram.reshape(batch * n, -1)], dim=1))
+        mean = mean + torch.einsum("pm,pmc->pc", bead_out[:, :k], flat_disp)
+        std = torch.nn.functional.softplus(bead_out[:, k]) + self.config.min_std
+        scale = self.accel_scale.to(dtype)
+        return (mean * scale).reshape(batch, n, 3), (std * scale).reshape(batch, n)
+
+
+def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood per bead of an isotropic 3-D Gaussian, constant dropped.
+
+    ``target``, ``mean``: (..., 3); ``std``: (...) (one per bead).  Pass scaled quantities
+    (e.g. divided by the acceleration scale) to keep the value of order one."""
+    sq = ((target - mean) ** 2).sum(-1)
+    return (0.5 * sq / std ** 2 + 3.0 * torch.log(std)).mean()
+
+
+class ScoreNet(torch.nn.Module):
+    """Denoising score of bead positions at noise level sigma (Å): s = sum_j g_ij r_hat_ij / sigma."""
+
+    def __init__(self, config: DynamicsModelConfig):
+        super().__init__()
+        self.config = config
+        self.embedding = FineEmbedding(config.n_embed, config.embed_layers)
+        self.features = _PairFeatures(config, config.n_embed + 1)
+        nf = self.features.n_features
+        self.pair_head = _mlp(2 * nf + config.n_rbf + 2, config.hidden, 1)
+        self.register_buffer("sigma_ref", torch.tensor(1.0, dtype=torch.float64))
+
+    def forward(self, topo: ChainTopology, positions: torch.Tensor, sigma: torch.Tensor,
+                embedding: torch.Tensor | None = None) -> torch.Tensor:
+        """``positions`` (B, n, 3) Å; ``sigma`` (B,) Å.  Returns sigma * score, (B, n, 3):
+        the network's dimensionless output, whose target is -(noise / sigma)."""
+        batch, n, _ = positions.shape
+        dtype = positions.dtype
+        if embedding is None:
+            embedding = self.embedding(topo)
+        level = torch.log(sigma.to(dtype) / self.sigma_ref.to(dtype))        # (B,)
+        node_in = torch.cat([embedding.to(dtype)[None].expand(batch, n, -1),
+                             level[:, None, None].expand(batch, n, 1)], dim=-1).reshape(batch * n, -1)
+        graph = BeadGraph(positions, topo.bonded_matrix(), self.config.network.cutoff)
+        h, rbf = self.features(node_in, graph)
+        pair_level = level.repeat_interleave(n)[graph.first]
+        pair_in = torch.cat([h[graph.first], h[graph.second], rbf, graph.bonded[:, None],
+                             pair_level[:, None]], dim=1)
+        g = self.pair_head(pair_in)
+        out = torch.zeros((batch * n, 3), dtype=dtype).index_add(0, graph.first, g * graph.unit)
+        return out.reshape(batch, n, 3)
+
+
+def denoising_loss(score: ScoreNet, topo: ChainTopology, positions: torch.Tensor,
+                   sigmas: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Denoising score matching (Vincent 2011; Song & Ermon 2019's sigma^2 weighting):
+    E |sigma s(x + sigma eps) + eps|^2 over beads, for one sigma per configuration."""
+    noise = torch.randn(positions.shape, generator=generator, dtype=positions.dtype)
+    noisy = positions + sigmas[:, None, None].to(positions.dtype) * noise
+    out = score(topo, noisy, sigmas)
+    return ((out + noise) ** 2).sum(-1).mean()
+
+
+def geometric_levels(sigma_max: float, sigma_min: float, n: int) -> list[float]:
+    if n == 1:
+        return [float(sigma_max)]
+    ratio = (sigma_min / sigma_max) ** (1.0 / (n - 1))
+    return [float(sigma_max * ratio ** i) for i in range(n)]
+
+
+def annealed_correction(score: ScoreNet, topo: ChainTopology, positions: torch.Tensor,
+                        levels: list[float], steps_per_level: int, step_size: float,
+                        noise: float = 0.0, generator: torch.Generator | None = None,
+                        embedding: torch.Tensor | None = None) -> torch.Tensor:
+    """Short annealed Langevin dynamics on the learned score (Song & Ermon 2019), from the
+    largest noise level down: x <- x + eta sigma^2 s(x; sigma) + noise sqrt(2 eta) sigma z.
+    ``noise`` = 0 makes it a deterministic denoising push (beads that came too close move
+    apart along the score) without adding sampling noise of its own."""
+    x = positions
+    for sigma in levels:
+        sig = torch.full((x.shape[0],), sigma, dtype=x.dtype)
+        for _ in range(steps_per_level):
+            with torch.no_grad():
+                out = score(topo, x, sig, embedding=embedding)     # sigma * score
+            x = x + step_size * sigma * out
+            if noise > 0:
+                z = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+                x = x + noise * math.sqrt(2.0 * step_size) * sigma * z
+    return x
