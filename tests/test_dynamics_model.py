@@ -1,0 +1,72 @@
+"""The learned dynamics' networks: equivariance, the Gaussian NLL, the metrics' definitions."""
+
+import numpy as np
+import torch
+
+from hipcg.dynamics import metrics
+from hipcg.dynamics.model import ChainTopology, DynamicsModelConfig, DynamicsNet, ScoreNet, gaussian_nll
+
+
+def _chain(n_mono=20, n_beads=5):
+    bonds = torch.stack([torch.arange(n_mono - 1), torch.arange(1, n_mono)], 1)
+    beads = torch.stack([torch.arange(n_beads - 1), torch.arange(1, n_beads)], 1)
+    types = torch.tensor([0, 1, 1, 0] * (n_mono // 4))
+    return ChainTopology(types, bonds, torch.arange(n_mono) // (n_mono // n_beads), beads, n_beads)
+
+
+def test_rotating_and_translating_the_history_rotates_the_mean_and_keeps_the_std():
+    torch.manual_seed(0)
+    cfg = DynamicsModelConfig()
+    net, score = DynamicsNet(cfg).double(), ScoreNet(cfg).double()
+    topo = _chain()
+    g = torch.Generator().manual_seed(1)
+    hist = torch.cumsum(torch.randn(3, cfg.history + 1, topo.n_beads, 3, generator=g, dtype=torch.float64) * 2, 1)
+    hist = hist + torch.arange(topo.n_beads, dtype=torch.float64)[None, None, :, None] * 8.0
+    rot, _ = torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=torch.float64))
+    shift = torch.tensor([10.0, -4.0, 7.0], dtype=torch.float64)
+    mean, std = net(topo, hist)
+    mean2, std2 = net(topo, hist @ rot.T + shift)
+    assert mean.abs().max() > 1e-3  # not trivially zero
+    assert torch.allclose(mean @ rot.T, mean2, atol=1e-5)
+    assert torch.allclose(std, std2, atol=1e-5)
+    sig = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+    s1, s2 = score(topo, hist[:, -1], sig), score(topo, hist[:, -1] @ rot.T + shift, sig)
+    assert torch.allclose(s1 @ rot.T, s2, atol=1e-5)
+
+
+def test_the_nll_of_a_known_gaussian_is_minimised_by_the_true_parameters():
+    g = torch.Generator().manual_seed(3)
+    mu_true, sd_true = torch.tensor([0.7, -1.2, 0.3]), 0.45
+    samples = mu_true + sd_true * torch.randn((20000, 3), generator=g)
+    mu = torch.zeros(3, requires_grad=True)
+    log_sd = torch.zeros((), requires_grad=True)
+    opt = torch.optim.Adam([mu, log_sd], lr=0.05)
+    for _ in range(600):
+        opt.zero_grad()
+        loss = gaussian_nll(samples, mu.expand_as(samples), log_sd.exp().expand(len(samples)))
+        loss.backward()
+        opt.step()
+    assert torch.allclose(mu.detach(), mu_true, atol=0.02)
+    assert abs(float(log_sd.exp()) - sd_true) < 0.01
+    at_true = gaussian_nll(samples, mu_true.expand_as(samples), torch.full((len(samples),), sd_true))
+    for d_mu, d_sd in ((0.1, 0.0), (0.0, 0.1), (0.0, -0.1)):
+        other = gaussian_nll(samples, (mu_true + d_mu).expand_as(samples), torch.full((len(samples),), sd_true + d_sd))
+        assert other > at_true
+
+
+def test_relaxation_times_of_an_ar1_process():
+    rng = np.random.default_rng(0)
+    phi, n = np.exp(-1.0 / 20.0), 200000   # exact correlation time 20 steps
+    x = np.zeros(n)
+    for t in range(1, n):
+        x[t] = phi * x[t - 1] + rng.normal()
+    acf = metrics.autocorrelation(x, max_lag=200)
+    assert abs(metrics.exponential_time(acf, 1.0) - 20.0) < 2.0
+    assert abs(metrics.integrated_time(acf, 1.0) - 20.0) < 3.0
+
+
+def test_rg_and_r2():
+    pos = np.array([[[0.0, 0, 0], [2.0, 0, 0]]])
+    assert np.allclose(metrics.radius_of_gyration(pos, np.array([1.0, 1.0])), 1.0)
+    assert metrics.r_squared([1, 2, 3], [1, 2, 3]) == 1.0
+    assert metrics.r_squared([2, 2, 2], [1, 2, 3]) == 0.0
