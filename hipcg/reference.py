@@ -36,7 +36,8 @@ from .atomic import write_json_atomic, write_text_atomic
 from .frame_thermo import read_samples
 from .lammps import env as lammps_env
 from .lammps.dump import truncate_dump
-from .lammps.runner import LammpsError, run_lammps
+from .lammps.restarts import restart_files, resume_or_run
+from .lammps.runner import run_lammps
 from .systems import SystemDef, SystemFileError, load_system
 from .config import NonNegative, Positive, PositiveInt, Range, check_fields
 from .errors import ConfigError, InputError
@@ -164,18 +165,9 @@ def _upgrade_identity(old: dict, system: SystemDef) -> dict:
 
 # --- file helpers ---------------------------------------------------------------------------
 
-def _restart_files(workdir: Path, stage: str) -> list[tuple[int, Path]]:
-    found = []
-    for p in workdir.glob(f"{stage}.*.restart"):
-        m = re.fullmatch(rf"{stage}\.(\d+)\.restart", p.name)
-        if m:
-            found.append((int(m.group(1)), p))
-    return sorted(found)
-
-
 def _prune_restarts(workdir: Path, stage: str, keep: int) -> None:
     """Delete a finished stage's numbered restart files but the newest ``keep``."""
-    files = _restart_files(workdir, stage)
+    files = restart_files(workdir, stage)
     for _, p in files[:len(files) - keep] if keep else files:
         p.unlink(missing_ok=True)
 
@@ -247,7 +239,7 @@ class _Progress:
 def _run_stage(script: str, workdir: Path, stage: str, cfg: ReferenceConfig,
               progress: _Progress | None = None) -> str:
     """Run one stage's ``script`` in ``workdir`` (a new log per attempt), following its screen
-    output for progress; return the output, raise :class:`LammpsError` on failure."""
+    output for progress; return the output, raise :class:`~hipcg.lammps.runner.LammpsError` on failure."""
     attempt = len(list(workdir.glob(f"log.{stage}.*.lammps"))) + 1
     return run_lammps(script, workdir, nprocs=cfg.nprocs, threads=cfg.threads,
                       input_name=f"in.{stage}.lammps", log_name=f"log.{stage}.{attempt}.lammps",
@@ -376,22 +368,9 @@ def _ns_per_day(output: str) -> float | None:
 
 def _resume_or_run(stage: str, workdir: Path, fresh_script, resume_script, cfg: ReferenceConfig,
                    progress: _Progress) -> str:
-    """Run a stage from its newest restart file if one exists, else from the start.
-
-    A restart file that LAMMPS cannot read (cut short by a kill) is set aside and the next
-    older one tried.
-    """
-    while True:
-        restarts = _restart_files(workdir, stage)
-        if not restarts:
-            return _run_stage(fresh_script(), workdir, stage, cfg, progress)
-        step, path = restarts[-1]
-        try:
-            return _run_stage(resume_script(step, path.name), workdir, stage, cfg, progress)
-        except LammpsError as err:
-            if "restart" not in err.message.lower() or len(restarts) < 2:
-                raise
-            path.rename(path.with_name(path.name + ".unreadable"))
+    """Run a stage from its newest readable restart file if one exists, else from the start."""
+    return resume_or_run(stage, workdir, fresh_script, resume_script,
+                         lambda script: _run_stage(script, workdir, stage, cfg, progress))
 
 
 def _claim_workdir(cfg: ReferenceConfig, system: SystemDef, workdir: Path, identity: dict,

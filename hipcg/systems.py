@@ -235,19 +235,35 @@ def _lookup(table: dict, types: list[str], what: str | None = None) -> str:
     raise KeyError("-".join(types) if what is None else f"{what}: {'-'.join(types)}")
 
 
-def find_system_file(name_or_path: str | os.PathLike) -> Path:
-    """A system file path from a path, a dataset directory, or a name under the datasets dirs."""
+def dataset_roots() -> list[Path]:
+    """Where datasets are looked up by name: ``$HIPCG_DATASETS`` (path list) first, then the
+    repository's ``datasets/``."""
+    roots = [Path(d) for d in os.environ.get("HIPCG_DATASETS", "").split(os.pathsep) if d]
+    roots.append(DATASETS_DIR)
+    return roots
+
+
+def locate_system_yaml(name_or_path: str | os.PathLike) -> Path | None:
+    """A ``system.yaml`` from a path, a dataset directory, or a name under :func:`dataset_roots`
+    (any kind of system: the all-atom ones here, the chain systems of hipcg.dynamics); None."""
     p = Path(name_or_path)
     if p.is_file():
         return p
     if p.is_dir() and (p / "system.yaml").is_file():
         return p / "system.yaml"
-    roots = [Path(d) for d in os.environ.get("HIPCG_DATASETS", "").split(os.pathsep) if d]
-    roots.append(DATASETS_DIR)
-    for root in roots:
+    for root in dataset_roots():
         cand = root / str(name_or_path) / "system.yaml"
         if cand.is_file():
             return cand
+    return None
+
+
+def find_system_file(name_or_path: str | os.PathLike) -> Path:
+    """A system file path from a path, a dataset directory, or a name under the datasets dirs."""
+    found = locate_system_yaml(name_or_path)
+    if found is not None:
+        return found
+    roots = dataset_roots()
     known = sorted(d.name for r in roots if r.is_dir() for d in r.iterdir() if (d / "system.yaml").is_file())
     raise SystemFileError(f"no system {str(name_or_path)!r}: not a file, and not one of {known} "
                        f"in {', '.join(map(str, roots))}")

@@ -154,25 +154,23 @@ def test_bad_sequences_name_file_and_key(tmp_path, sequences, match):
         load_chain_system(path)
 
 
-def test_other_system_file_errors_name_file_and_key(tmp_path):
+@pytest.mark.parametrize("old, new, message", [
+    ("    rand-f40:", "    rand-f25:", r"bad\.yaml.*'rand-f25' given twice"),   # duplicate name in a group
+    ("units: real", "units: lj", r"bad\.yaml: units: allowed values are \['real'\]"),
+    ("  K: 30.0", "  K: -30.0", r"bad\.yaml: bond\.K: must be > 0"),
+    ("  B-B: {", "  B-C: {", r"bad\.yaml: pairs\.B-C"),
+    ("damp: 1.0", "dmap: 1.0", r"bad\.yaml: dmap: unknown key"),
+])
+def test_other_system_file_errors_name_file_and_key(tmp_path, old, new, message):
     text = POLYMER.read_text()
+    assert old in text
     bad = tmp_path / "bad.yaml"
-    assert "    rand-f40:" in text
-    bad.write_text(text.replace("    rand-f40:", "    rand-f25:"))   # duplicate name in a group
-    with pytest.raises(ConfigError, match=r"bad\.yaml.*'rand-f25' given twice"):
+    bad.write_text(text.replace(old, new))
+    with pytest.raises(ConfigError, match=message):
         load_chain_system(bad)
-    bad.write_text(text.replace("units: real", "units: lj"))
-    with pytest.raises(ConfigError, match=r"bad\.yaml: units: allowed values are \['real'\]"):
-        load_chain_system(bad)
-    bad.write_text(text.replace("  K: 30.0", "  K: -30.0"))
-    with pytest.raises(ConfigError, match=r"bad\.yaml: bond\.K: must be > 0"):
-        load_chain_system(bad)
-    bad.write_text(text.replace("  B-B: {", "  B-C: {"))
-    with pytest.raises(ConfigError, match=r"bad\.yaml: pairs\.B-C"):
-        load_chain_system(bad)
-    bad.write_text(text.replace("damp: 1.0", "dmap: 1.0"))
-    with pytest.raises(ConfigError, match=r"bad\.yaml: dmap: unknown key"):
-        load_chain_system(bad)
+
+
+def test_an_unknown_chain_system_is_named():
     with pytest.raises(ConfigError, match="no chain system 'nosuch'"):
         load_chain_system("nosuch")
 

@@ -65,8 +65,9 @@ from ..config import (FileNameSafe, NonNegative, NonNegativeInt, Positive, Posit
                       check_fields, from_dict, load_yaml)
 from ..errors import ConfigError, DataError, InputError, RunError
 from ..lammps.dump import read_dump, truncate_dump
-from ..lammps.runner import LammpsError, run_lammps
-from ..systems import DATASETS_DIR
+from ..lammps.restarts import resume_or_run
+from ..lammps.runner import run_lammps
+from ..systems import dataset_roots, locate_system_yaml
 
 #: LAMMPS real units: sqrt(mvv2e), i.e. 1 Å (g/mol)^0.5 (kcal/mol)^-0.5 in fs.
 TIME_UNIT_FS = 48.88821291
@@ -273,20 +274,12 @@ class ChainSystem:
 
 def find_chain_system_file(name_or_path: str | os.PathLike) -> Path:
     """A system file from a path, a dataset folder, or a name under ``$HIPCG_DATASETS`` and the
-    repository's ``datasets/`` (as :func:`hipcg.systems.find_system_file`)."""
-    p = Path(name_or_path)
-    if p.is_file():
-        return p
-    if p.is_dir() and (p / "system.yaml").is_file():
-        return p / "system.yaml"
-    roots = [Path(d) for d in os.environ.get("HIPCG_DATASETS", "").split(os.pathsep) if d]
-    roots.append(DATASETS_DIR)
-    for root in roots:
-        cand = root / str(name_or_path) / "system.yaml"
-        if cand.is_file():
-            return cand
-    raise ConfigError(f"no chain system {str(name_or_path)!r}: not a file, and no "
-                      f"<name>/system.yaml in {', '.join(map(str, roots))}")
+    repository's ``datasets/`` (:func:`hipcg.systems.locate_system_yaml`)."""
+    found = locate_system_yaml(name_or_path)
+    if found is None:
+        raise ConfigError(f"no chain system {str(name_or_path)!r}: not a file, and no "
+                          f"<name>/system.yaml in {', '.join(map(str, dataset_roots()))}")
+    return found
 
 
 def load_chain_system(name_or_path: str | os.PathLike) -> ChainSystem:
@@ -580,15 +573,6 @@ def _hash(identity: dict) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _restart_files(workdir: Path, stage: str) -> list[tuple[int, Path]]:
-    found = []
-    for p in workdir.glob(f"{stage}.*.restart"):
-        m = re.fullmatch(rf"{stage}\.(\d+)\.restart", p.name)
-        if m:
-            found.append((int(m.group(1)), p))
-    return sorted(found)
-
-
 class _Stop(Exception):
     """Raised from an output callback to stop a LAMMPS run when another chain failed."""
 
@@ -607,19 +591,11 @@ def _run_stage(script: str, workdir: Path, stage: str, cfg: ChainRunConfig,
 
 
 def _resume_or_run(stage: str, workdir: Path, fresh, resume, cfg, stop) -> str:
-    """Run a stage from its newest restart file, or from the start when there is none; an
-    unreadable restart file (cut short by a kill) is set aside and the next older one tried."""
-    while True:
-        restarts = _restart_files(workdir, stage)
-        if not restarts:
-            return _run_stage(fresh(), workdir, stage, cfg, stop)
-        step, path = restarts[-1]
-        try:
-            return _run_stage(resume(step, path.name), workdir, stage, cfg, stop)
-        except LammpsError as err:
-            if "restart" not in err.message.lower():
-                raise
-            path.rename(path.with_name(path.name + ".unreadable"))
+    """Run a stage from its newest readable restart file, or from the start when there is none
+    (also when every restart file is unreadable: a chain's fresh start costs seconds)."""
+    return resume_or_run(stage, workdir, fresh, resume,
+                         lambda script: _run_stage(script, workdir, stage, cfg, stop),
+                         restart_when_all_unreadable=True)
 
 
 _LOOP = re.compile(r"Loop time of ([0-9.eE+-]+) on (\d+) procs for (\d+) steps with (\d+) atoms")

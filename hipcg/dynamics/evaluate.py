@@ -19,14 +19,14 @@ def distance_bins(reference_positions: np.ndarray, n_bins: int = 60) -> np.ndarr
     return np.linspace(0.0, 1.5 * float(np.percentile(d, 99.9)), n_bins + 1)
 
 
-def evaluate_sequence(result, reference, step_frames: int) -> dict:
+def evaluate_sequence(result, reference) -> dict:
     """One held-out sequence: ``result`` a :class:`~hipcg.dynamics.rollout.RolloutResult`,
     ``reference`` its :class:`~hipcg.dynamics.beads.BeadTrajectory`."""
     masses = reference.bead_masses
     ref_rg = metrics.radius_of_gyration(reference.positions, masses)
     ref_dt = reference.frame_interval_fs
     ref_tau = metrics.relaxation_times(ref_rg, ref_dt)
-    rows, series = [], []
+    series = []
     for b in range(result.positions.shape[0]):
         x = result.positions[b]
         ok = np.isfinite(x).all(axis=(1, 2))
