@@ -1,6 +1,8 @@
 """Run a study as a chain of stages, each in its own folder, skipping what is up to date.
 
-reference -> map -> train -> export -> simulate -> evaluate -> report
+A force-field study: reference -> map -> train -> export -> refine -> simulate -> evaluate ->
+report (:data:`STAGES`, :mod:`hipcg.stages`); a learned-dynamics study has its own list
+(:mod:`hipcg.dynamics.stages`).  Stage folders are numbered in the pipeline's own order.
 
 Every stage gets a key: the hash of its own config section and of the keys of the stages
 before it.  A stage whose folder holds a completion record (``stage.json``) with the same key
@@ -26,6 +28,7 @@ from . import __version__
 from .atomic import write_json_atomic, write_text_atomic
 from .errors import ConfigError, HipcgError, RunError
 
+# the force-field study's stages (hipcg.stages); other kinds of study bring their own list
 STAGES = ("reference", "map", "train", "export", "refine", "simulate", "evaluate", "report")
 RECORD = "stage.json"
 SHARED_KEYS = ("system", "state_points", "trajectories")  # every stage depends on these
@@ -84,8 +87,11 @@ class Pipeline:
     stages: list[StageDef]
     spec: Any = None  # the validated, typed form of ``config`` (hipcg.stages.PipelineSpec)
 
+    def stage_names(self) -> list[str]:
+        return [s.name for s in self.stages]
+
     def stage_dir(self, name: str) -> Path:
-        return self.root / f"{STAGES.index(name) + 1:02d}-{name}"
+        return self.root / f"{self.stage_names().index(name) + 1:02d}-{name}"
 
     def section(self, name: str) -> dict:
         return self.config.get(name) or {}
@@ -149,7 +155,7 @@ def claim_output(pipeline: Pipeline, overwrite: bool = False) -> None:
                 f"({owner or 'unreadable ' + str(stamp)}); choose another out: folder, or pass "
                 "--overwrite to replace them")
     elif not stamp.exists() and pipeline.root.exists() and any(
-            (pipeline.root / f"{i + 1:02d}-{name}").exists() for i, name in enumerate(STAGES)) \
+            pipeline.stage_dir(name).exists() for name in pipeline.stage_names()) \
             and not overwrite:
         raise PipelineConfigError(
             f"{pipeline.path}: out: {pipeline.root} holds stage folders of an unknown study; choose "
@@ -161,7 +167,7 @@ def claim_output(pipeline: Pipeline, overwrite: bool = False) -> None:
 def run_pipeline(pipeline: Pipeline, from_stage: str | None = None, only: str | None = None,
                  log: Callable[[str], None] = print, overwrite: bool = False) -> dict[str, str]:
     """Run the stages that are not up to date; return {stage: 'ran' | 'skipped'}."""
-    names = [s.name for s in pipeline.stages]
+    names = pipeline.stage_names()
     for flag, value in (("--from", from_stage), ("--only", only)):
         if value is not None and value not in names:
             raise PipelineConfigError(f"{flag} {value!r}: stages are {', '.join(names)}")

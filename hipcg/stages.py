@@ -503,6 +503,14 @@ def load_pipeline(path: str | Path) -> Pipeline:
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise PipelineConfigError(f"{path}: expected a mapping of sections (out, state_points, ...)")
+    kind = data.get("kind", "force-field")
+    if kind == "dynamics":  # learned CG dynamics of chains: its own stages
+        from .dynamics.stages import load_dynamics_pipeline
+
+        return load_dynamics_pipeline(path, data)
+    if kind != "force-field":
+        raise PipelineConfigError(f"{path}: kind: {kind!r}; choose force-field (the default) or dynamics")
+    data = {k: v for k, v in data.items() if k != "kind"}
     try:
         spec = from_dict(PipelineSpec, data, "")
         validate(spec)

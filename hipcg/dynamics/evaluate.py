@@ -44,6 +44,8 @@ def evaluate_sequence(result, reference) -> dict:
     roll_hist = metrics.pair_distance_histogram(roll_pos, bins) if len(roll_pos) else np.zeros_like(ref_hist)
     # the reference's own noise: its first half against its second half
     half = len(ref_rg) // 2
+    halves_tau = [metrics.relaxation_times(part, ref_dt)["tau_integral"]
+                  for part in (ref_rg[:half], ref_rg[half:])]
     return {
         "name": result.name, "sequence": reference.sequence,
         "fraction_A": float(np.mean(np.asarray(reference.monomer_types) == 0)),
@@ -53,6 +55,7 @@ def evaluate_sequence(result, reference) -> dict:
         "rg_std_rollout": float(np.std(roll_rg)) if len(roll_rg) else float("nan"),
         "rg_std_reference": float(np.std(ref_rg)),
         "tau_rollout": roll_tau["tau_integral"], "tau_reference": ref_tau["tau_integral"],
+        "tau_reference_halves": halves_tau,
         "tau_exp_rollout": roll_tau["tau_exp"], "tau_exp_reference": ref_tau["tau_exp"],
         "acf_rollout": np.asarray(roll_tau["acf"]).tolist(), "acf_reference": ref_tau["acf"].tolist(),
         "acf_dt_rollout_fs": result.learned_step_fs, "acf_dt_reference_fs": ref_dt,
@@ -69,9 +72,15 @@ def evaluate_sequence(result, reference) -> dict:
 
 
 def summarise(rows: list[dict]) -> dict:
-    """r^2 of Rg and relaxation times over held-out sequences, and the totals."""
+    """r^2 of Rg and relaxation times over held-out sequences, and the totals.
+
+    The reference's own noise floor is the r^2 of its first half against its second half
+    (``*_r2_reference_halves``): a model cannot be judged closer to the reference than that."""
     get = lambda key: np.array([r[key] for r in rows], dtype=float)  # noqa: E731
+    halves = lambda key: np.array([r[key] for r in rows], dtype=float).T  # noqa: E731
     return {
+        "rg_r2_reference_halves": metrics.r_squared(*halves("rg_reference_halves")),
+        "tau_r2_reference_halves": metrics.r_squared(*halves("tau_reference_halves")),
         "rg_r2": metrics.r_squared(get("rg_rollout"), get("rg_reference")),
         "rg_pearson_r2": metrics.pearson_r2(get("rg_rollout"), get("rg_reference")),
         "tau_r2": metrics.r_squared(get("tau_rollout"), get("tau_reference")),
@@ -79,6 +88,6 @@ def summarise(rows: list[dict]) -> dict:
         "tau_exp_r2": metrics.r_squared(get("tau_exp_rollout"), get("tau_exp_reference")),
         "collisions": int(sum(sum(r["collisions"]) for r in rows)),
         "blowups": int(sum(b is not None for r in rows for b in r["blowups"])),
-        "median_speedup": float(np.median(get("speedup"))),
-        "sequences": len(rows),
+        "speedup": float(np.median(get("speedup"))),  # median over sequences
+        "n_sequences": len(rows),
     }

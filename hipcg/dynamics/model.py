@@ -155,6 +155,18 @@ class _PairFeatures(torch.nn.Module):
         return h, rbf
 
 
+def _per_configuration(embedding: torch.Tensor, batch: int, n: int, dtype) -> torch.Tensor:
+    """Bead embeddings (n, e) of one chain shared by the batch, or (B, n, e) one per
+    configuration (a batch of different sequences), as (B * n, e) node inputs."""
+    e = embedding.to(dtype)
+    if e.dim() == 2:
+        e = e[None].expand(batch, n, -1)
+    if e.shape[:2] != (batch, n):
+        raise ConfigError(f"bead embeddings of shape {tuple(embedding.shape)} do not fit a batch "
+                          f"of {batch} configurations of {n} beads")
+    return e.reshape(batch * n, -1)
+
+
 def _gram(u: torch.Tensor) -> torch.Tensor:
     """Rotation invariants of k vectors per bead: the upper triangle of u_l . u_m, (..., k(k+1)/2)."""
     k = u.shape[-2]
@@ -190,6 +202,8 @@ class DynamicsNet(torch.nn.Module):
     def forward(self, topo: ChainTopology, history: torch.Tensor,
                 embedding: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``history``: positions (B, k + 1, n, 3) in Å, oldest first, the last the present.
+        ``embedding``: the bead embeddings of ``topo`` (n, e), computed if None, or (B, n, e)
+        for a batch of different sequences with the same bead bonds as ``topo``.
 
         Returns the mean and std of the acceleration (B, n, 3) and (B, n), in Å per learned
         step squared (i.e. the second difference of positions)."""
@@ -203,7 +217,7 @@ class DynamicsNet(torch.nn.Module):
         # u^(m): m = 0 the latest displacement; (B, n, k, 3), in step_scale units
         disp = (history[:, 1:] - history[:, :-1]).flip(1).permute(0, 2, 1, 3) / self.step_scale.to(dtype)
         gram = _gram(disp)                                          # (B, n, k(k+1)/2)
-        node_in = embedding.to(dtype)[None].expand(batch, n, -1).reshape(batch * n, -1)
+        node_in = _per_configuration(embedding, batch, n, dtype)
         graph = BeadGraph(history[:, -1], topo.bonded_matrix(), self.config.network.cutoff)
         h, rbf = self.features(node_in, graph)
         flat_disp = disp.reshape(batch * n, k, 3)
@@ -249,8 +263,8 @@ class ScoreNet(torch.nn.Module):
         if embedding is None:
             embedding = self.embedding(topo)
         level = torch.log(sigma.to(dtype) / self.sigma_ref.to(dtype))        # (B,)
-        node_in = torch.cat([embedding.to(dtype)[None].expand(batch, n, -1),
-                             level[:, None, None].expand(batch, n, 1)], dim=-1).reshape(batch * n, -1)
+        node_in = torch.cat([_per_configuration(embedding, batch, n, dtype),
+                             level.repeat_interleave(n)[:, None]], dim=-1)
         graph = BeadGraph(positions, topo.bonded_matrix(), self.config.network.cutoff)
         h, rbf = self.features(node_in, graph)
         pair_level = level.repeat_interleave(n)[graph.first]

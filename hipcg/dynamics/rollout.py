@@ -6,8 +6,10 @@ One learned step (explicit Euler on the predicted acceleration, as Fu et al.):
     x_{t+1} = x_t + (x_t - x_{t-1}) + a    (velocity update, then position update)
     x_{t+1} <- annealed score correction   (ScoreNet, optional)
 
-``starts`` independent rollouts of one sequence run as one batch, each from its own reference
-window (evenly spread over the reference trajectory).  Checks after every step:
+``starts`` independent rollouts of each sequence, each from its own reference window (evenly
+spread over the reference trajectory), and all sequences with the same bead bonds run as one
+batch: the network's cost per step is mostly fixed overhead, so a batch of 32 chains costs
+little more than one.  Checks after every step:
 
 * collision: a bead pair closer than ``collision_fraction`` x the closest approach seen in the
   training data; counted per rollout, not fatal;
@@ -16,8 +18,8 @@ window (evenly spread over the reference trajectory).  Checks after every step:
   there (its step, bead pair and distance are recorded and printed); the others go on.
 
 Every ``checkpoint_every`` steps the positions so far and the random state are written
-atomically to ``rollout.npz``; a killed rollout resumes from there with the same result as an
-unbroken one.
+atomically to ``checkpoint.npz``; a killed rollout resumes from there with the same result as an
+unbroken one.  At the end each sequence's result goes to ``<name>.npz`` (:func:`load_rollout`).
 """
 
 from __future__ import annotations
@@ -58,12 +60,14 @@ class RolloutResult:
     time_fs: np.ndarray          # (steps + 1,)
     collisions: np.ndarray       # (starts,) steps with at least one colliding pair
     blowups: list                # per start: None or {"step", "pair", "distance"}
-    wall_seconds: float          # time spent stepping (resumed parts added)
+    wall_seconds: float          # this sequence's share of the batch's stepping time
     learned_step_fs: float
+    threads: int = 1             # CPU threads the batch ran on
 
     @property
     def fs_per_wall_second(self) -> float:
-        """Simulated time per wall-clock second, summed over the batch's rollouts."""
+        """Simulated time per wall-clock second, summed over this sequence's rollouts (with
+        ``wall_seconds`` its share of the batch, this is the whole batch's throughput)."""
         n = self.positions.shape[0]
         return float(n * (self.positions.shape[1] - 1) * self.learned_step_fs / self.wall_seconds) \
             if self.wall_seconds > 0 else float("nan")
@@ -79,47 +83,96 @@ def start_frames(n_frames: int, starts: int, history: int, step: int) -> np.ndar
         else np.array([(first + n_frames - 1) // 2])
 
 
-def _bonded_check(x: np.ndarray, bonds: np.ndarray, limit: float):
-    """(stretched?, pair, distance) of the worst bonded pair of one configuration."""
-    if not np.isfinite(x).all():
-        bad = int(np.nonzero(~np.isfinite(x).all(axis=1))[0][0])
-        return True, (bad, bad), float("nan")
-    if not len(bonds):
-        return False, None, 0.0
-    d = np.linalg.norm(x[bonds[:, 1]] - x[bonds[:, 0]], axis=1)
-    k = int(np.argmax(d))
-    return bool(d[k] > limit), (int(bonds[k, 0]), int(bonds[k, 1])), float(d[k])
+def _check_step(x: np.ndarray, bonds: np.ndarray, blowup_at: float, collide_at: float):
+    """For a batch of configurations (B, n, 3): a blow-up record or None for each, and whether
+    each has a colliding pair."""
+    n = x.shape[1]
+    finite = np.isfinite(x).all(axis=2)                                  # (B, n)
+    d = np.linalg.norm(x[:, :, None] - x[:, None], axis=-1)
+    d[:, np.arange(n), np.arange(n)] = np.inf
+    collided = np.nan_to_num(d, nan=np.inf).min(axis=(1, 2)) < collide_at
+    records = []
+    for b in range(len(x)):
+        if not finite[b].all():
+            bad = int(np.nonzero(~finite[b])[0][0])
+            records.append({"pair": [bad, bad], "distance": float("nan")})
+            continue
+        if len(bonds):
+            bd = d[b, bonds[:, 0], bonds[:, 1]]
+            k = int(np.argmax(bd))
+            if bd[k] > blowup_at:
+                records.append({"pair": [int(bonds[k, 0]), int(bonds[k, 1])], "distance": float(bd[k])})
+                continue
+        records.append(None)
+    return records, collided
+
+
+def _groups(trajs: list) -> list[list[int]]:
+    """Indices of sequences that can share a batch: same bead count and bead bonds."""
+    groups: dict[tuple, list[int]] = {}
+    for i, t in enumerate(trajs):
+        key = (int(t.n_beads), tuple(map(tuple, np.asarray(t.bead_bonds, dtype=int).reshape(-1, 2).tolist())))
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
+def rollout_batch(model, trajs: list, cfg: RolloutConfig, workdir: str | Path,
+                  progress: bool = True, stop_after: int | None = None) -> list[RolloutResult]:
+    """Roll ``model`` (:class:`~hipcg.dynamics.train.DynamicsModel`) out from windows of each of
+    ``trajs`` (reference :class:`~hipcg.dynamics.beads.BeadTrajectory`), ``cfg.starts`` per
+    sequence; one :class:`RolloutResult` per sequence, in order, also saved as
+    ``workdir/<name>.npz``.  ``stop_after``: return (None) after that many steps of this call,
+    as a kill would (tests of resuming)."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    names = [t.name for t in trajs]
+    if len(set(names)) != len(names):
+        raise DataError(f"rollout: sequence names repeat: {names}")
+    results: dict[str, RolloutResult] = {}
+    for g, members in enumerate(_groups(trajs)):
+        group = [trajs[i] for i in members]
+        out = _rollout_group(model, group, cfg, workdir / f"checkpoint-{g}.npz", progress, stop_after)
+        if out is None:
+            return None
+        for res in out:
+            save_rollout(workdir / f"{res.name}.npz", res)
+            results[res.name] = res
+    return [results[name] for name in names]
 
 
 def rollout(model, traj, cfg: RolloutConfig, workdir: str | Path, progress: bool = True,
-            stop_after: int | None = None) -> RolloutResult:
-    """Roll ``model`` (:class:`~hipcg.dynamics.train.DynamicsModel`) out from windows of
-    ``traj`` (a reference :class:`~hipcg.dynamics.beads.BeadTrajectory`).  ``stop_after``:
-    return after that many steps of this call (tests of resuming)."""
+            stop_after: int | None = None) -> RolloutResult | None:
+    """The rollouts of one sequence (:func:`rollout_batch` of one)."""
+    out = rollout_batch(model, [traj], cfg, workdir, progress, stop_after)
+    return None if out is None else out[0]
+
+
+def _rollout_group(model, trajs: list, cfg: RolloutConfig, ckpt: Path, progress: bool,
+                   stop_after: int | None) -> list[RolloutResult] | None:
     from tqdm.auto import tqdm
 
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     tc, dyn, score = model.config, model.dynamics, model.score
     step, k = tc.step_frames, tc.model.history
-    if abs(traj.frame_interval_fs - model.frame_interval_fs) > 1e-6 * model.frame_interval_fs:
-        raise DataError(f"bead trajectory {traj.name}: frames {traj.frame_interval_fs:g} fs apart, "
-                        f"the model was trained on {model.frame_interval_fs:g} fs")
+    for traj in trajs:
+        if abs(traj.frame_interval_fs - model.frame_interval_fs) > 1e-6 * model.frame_interval_fs:
+            raise DataError(f"bead trajectory {traj.name}: frames {traj.frame_interval_fs:g} fs apart, "
+                            f"the model was trained on {model.frame_interval_fs:g} fs")
     dtype = next(dyn.parameters()).dtype
-    topo = ChainTopology.from_trajectory(traj)
-    bonds = np.asarray(traj.bead_bonds, dtype=int).reshape(-1, 2)
+    topos = [ChainTopology.from_trajectory(t) for t in trajs]
+    bonds = np.asarray(trajs[0].bead_bonds, dtype=int).reshape(-1, 2)
     collide_at = cfg.collision_fraction * model.scales["closest_distance"]
     blowup_at = cfg.blowup_fraction * model.scales["longest_bond"]
-    presents = start_frames(traj.n_frames, cfg.starts, k, step)
-    n = traj.n_beads
-    identity = json.dumps({"cfg": asdict(cfg), "traj": traj.name, "presents": presents.tolist(),
+    presents = [start_frames(t.n_frames, cfg.starts, k, step) for t in trajs]
+    n, total = trajs[0].n_beads, len(trajs) * cfg.starts
+    identity = json.dumps({"cfg": asdict(cfg), "trajs": [t.name for t in trajs],
+                           "presents": [p.tolist() for p in presents],
                            "model": model.trained_on, "scales": model.scales}, sort_keys=True)
-    ckpt = workdir / "rollout.npz"
-    positions = np.full((cfg.starts, cfg.steps + 1 + k, n, 3), np.nan)
-    for b, p in enumerate(presents):
-        positions[b, :k + 1] = traj.positions[p - k * step: p + 1: step]
-    done, collisions, blowups, wall = 0, np.zeros(cfg.starts, int), [None] * cfg.starts, 0.0
+    positions = np.full((total, cfg.steps + 1 + k, n, 3), np.nan)
+    for s, (traj, pres) in enumerate(zip(trajs, presents)):
+        for b, p in enumerate(pres):
+            positions[s * cfg.starts + b, :k + 1] = traj.positions[p - k * step: p + 1: step]
+    done, collisions, blowups, wall = 0, np.zeros(total, int), [None] * total, 0.0
     gen = torch.Generator().manual_seed(cfg.seed)
     if ckpt.exists():
         with np.load(ckpt, allow_pickle=False) as z:
@@ -131,8 +184,9 @@ def rollout(model, traj, cfg: RolloutConfig, workdir: str | Path, progress: bool
     alive = np.array([b is None for b in blowups])
     levels = model.score_levels() if (cfg.correction and score is not None) else []
     with torch.no_grad():
-        emb_dyn = dyn.embedding(topo)
-        emb_score = score.embedding(topo) if levels else None
+        emb_dyn = torch.stack([dyn.embedding(t) for t in topos]).repeat_interleave(cfg.starts, 0)
+        emb_score = (torch.stack([score.embedding(t) for t in topos]).repeat_interleave(cfg.starts, 0)
+                     if levels else None)
 
     def save():
         with atomic_path(ckpt) as tmp, open(tmp, "wb") as fh:
@@ -140,44 +194,74 @@ def rollout(model, traj, cfg: RolloutConfig, workdir: str | Path, progress: bool
                      collisions=collisions, wall=np.array(wall), blowups=np.array(json.dumps(blowups)),
                      generator=gen.get_state().numpy())
 
-    bar = tqdm(total=cfg.steps, initial=done, desc=f"rollout {traj.name}", disable=not progress)
+    label = trajs[0].name if len(trajs) == 1 else f"{len(trajs)} sequences"
+    bar = tqdm(total=cfg.steps, initial=done, desc=f"rollout {label} x {cfg.starts}", disable=not progress)
     this_call = 0
     while done < cfg.steps and alive.any():
         if stop_after is not None and this_call >= stop_after:
-            break
+            bar.close()
+            save()
+            return None
         t0 = time.perf_counter()
         live = np.nonzero(alive)[0]
         hist = torch.as_tensor(positions[live, done: done + k + 1], dtype=dtype)
         with torch.no_grad():
-            mean, std = dyn(topo, hist, embedding=emb_dyn)
+            mean, std = dyn(topos[0], hist, embedding=emb_dyn[live])
             z = torch.randn(mean.shape, generator=gen, dtype=dtype)
             x = 2.0 * hist[:, -1] - hist[:, -2] + mean + std[..., None] * z
             if levels:
                 c = tc.score
-                x = annealed_correction(score, topo, x, levels, c.steps_per_level, c.step_size,
-                                        c.noise, gen, embedding=emb_score)
+                x = annealed_correction(score, topos[0], x, levels, c.steps_per_level, c.step_size,
+                                        c.noise, gen, embedding=emb_score[live])
         x = x.double().numpy()
+        records, collided = _check_step(x, bonds, blowup_at, collide_at)
         wall += time.perf_counter() - t0
         done += 1
         this_call += 1
         positions[live, done + k] = x
-        for b, xb in zip(live, x):
-            stretched, pair, dist = _bonded_check(xb, bonds, blowup_at)
-            if stretched:
+        for b, rec, hit in zip(live, records, collided):
+            if rec is not None:
                 alive[b] = False
-                blowups[b] = {"step": done, "pair": pair, "distance": dist}
+                blowups[b] = {"step": done, **rec}
                 positions[b, done + k:] = np.nan
-                print(f"rollout {traj.name} #{b}: blew up at learned step {done}: beads {pair[0]}-{pair[1]} "
-                      f"{dist:.2f} Å apart (limit {blowup_at:.2f} Å); this rollout stops here")
-                continue
-            d = np.linalg.norm(xb[:, None] - xb[None], axis=-1)
-            np.fill_diagonal(d, np.inf)
-            collisions[b] += int(d.min() < collide_at)
+                seq, start = trajs[b // cfg.starts].name, b % cfg.starts
+                print(f"rollout {seq} #{start}: blew up at learned step {done}: beads "
+                      f"{rec['pair'][0]}-{rec['pair'][1]} {rec['distance']:.2f} Å apart (limit "
+                      f"{blowup_at:.2f} Å); this rollout stops here")
+            else:
+                collisions[b] += int(hit)
         bar.update(1)
         if done % cfg.checkpoint_every == 0:
             save()
     bar.close()
     save()
     time_fs = np.arange(cfg.steps + 1) * model.learned_step_fs
-    return RolloutResult(traj.name, positions[:, k:], time_fs, collisions, blowups, wall,
-                         model.learned_step_fs)
+    share = wall / len(trajs)
+    return [RolloutResult(t.name, positions[s * cfg.starts:(s + 1) * cfg.starts, k:], time_fs,
+                          collisions[s * cfg.starts:(s + 1) * cfg.starts],
+                          blowups[s * cfg.starts:(s + 1) * cfg.starts], share,
+                          model.learned_step_fs, cfg.threads)
+            for s, t in enumerate(trajs)]
+
+
+def save_rollout(path: str | Path, result: RolloutResult) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, name=np.array(result.name), positions=result.positions, time_fs=result.time_fs,
+                 collisions=np.asarray(result.collisions), blowups=np.array(json.dumps(result.blowups)),
+                 wall_seconds=np.array(result.wall_seconds),
+                 learned_step_fs=np.array(result.learned_step_fs), threads=np.array(result.threads))
+    return path
+
+
+def load_rollout(path: str | Path) -> RolloutResult:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such rollout file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return RolloutResult(str(z["name"][()]), z["positions"], z["time_fs"], z["collisions"],
+                                 json.loads(str(z["blowups"][()])), float(z["wall_seconds"]),
+                                 float(z["learned_step_fs"]), int(z["threads"]))
+    except (KeyError, ValueError, OSError) as err:
+        raise DataError(f"{path}: not a readable rollout file ({err})") from None

@@ -245,7 +245,7 @@ def train_dynamics(trajectories: list, cfg: DynamicsTrainConfig, out_dir: str | 
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 10.0)
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         sched.step()
         dyn.eval()
         val = _validate(dyn, score, vals, cfg, levels_abs, step)
