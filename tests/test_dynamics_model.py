@@ -1,6 +1,7 @@
 """The learned dynamics' networks: equivariance, the Gaussian NLL, the metrics' definitions."""
 
 import numpy as np
+import pytest
 import torch
 
 from hipcg.dynamics import metrics
@@ -14,10 +15,11 @@ def _chain(n_mono=20, n_beads=5):
     return ChainTopology(types, bonds, torch.arange(n_mono) // (n_mono // n_beads), beads, n_beads)
 
 
-def test_rotating_and_translating_the_history_rotates_the_mean_and_keeps_the_std():
+@pytest.mark.parametrize("score_features", ["hipnn", "pairwise"])
+def test_rotating_and_translating_the_history_rotates_the_mean_and_keeps_the_std(score_features):
     torch.manual_seed(0)
     cfg = DynamicsModelConfig()
-    net, score = DynamicsNet(cfg).double(), ScoreNet(cfg).double()
+    net, score = DynamicsNet(cfg).double(), ScoreNet(cfg, score_features).double()
     topo = _chain()
     g = torch.Generator().manual_seed(1)
     hist = torch.cumsum(torch.randn(3, cfg.history + 1, topo.n_beads, 3, generator=g, dtype=torch.float64) * 2, 1)
@@ -32,6 +34,14 @@ def test_rotating_and_translating_the_history_rotates_the_mean_and_keeps_the_std
     sig = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
     s1, s2 = score(topo, hist[:, -1], sig), score(topo, hist[:, -1] @ rot.T + shift, sig)
     assert torch.allclose(s1 @ rot.T, s2, atol=1e-5)
+    assert s1.abs().max() > 1e-4
+    # a batch of different sequences (one embedding per configuration) gives each its own
+    other = _chain()
+    other.monomer_types = 1 - other.monomer_types
+    emb = torch.stack([net.embedding(topo), net.embedding(other), net.embedding(topo)])
+    mixed, _ = net(topo, hist, embedding=emb)
+    alone, _ = net(other, hist[1:2])
+    assert torch.allclose(mixed[0], mean[0], atol=1e-10) and torch.allclose(mixed[1], alone[0], atol=1e-10)
 
 
 def test_the_nll_of_a_known_gaussian_is_minimised_by_the_true_parameters():

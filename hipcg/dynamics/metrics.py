@@ -5,9 +5,9 @@ Definitions (docs/dynamics.md):
 * ``Rg`` of a frame: the mass-weighted root-mean-square distance of the beads from their centre
   of mass.  Per sequence the rollout's time-mean Rg is compared with the reference MD's
   (mapped to the same beads).
-* Relaxation time of ``Rg^2``: from its normalised autocorrelation C(t) (mean removed, the
-  unbiased estimator of each lag, averaged over independent trajectories when there are
-  several), two ways, both reported: the integral of C(t) up to its first zero crossing
+* Relaxation time of ``Rg^2``: from its normalised autocorrelation C(t) (the mean over all
+  series removed, the unbiased estimator of each lag, averaged over independent trajectories
+  of the same chain when there are several), two ways, both reported: the integral of C(t) up to its first zero crossing
   (trapezoidal rule), and the time constant of a fit of exp(-t / tau) to C(t) over the lags
   before C first drops below ``fit_floor`` (least squares on C itself, scipy's curve_fit).
 * ``r^2`` over held-out sequences: the coefficient of determination of the prediction against
@@ -30,10 +30,14 @@ def radius_of_gyration(positions: np.ndarray, masses: np.ndarray) -> np.ndarray:
 
 
 def autocorrelation(series: np.ndarray, max_lag: int | None = None) -> np.ndarray:
-    """Normalised autocorrelation C(lag) of one series (T,) or several independent ones (S, T),
-    mean removed per series, each lag averaged over the pairs available (unbiased)."""
+    """Normalised autocorrelation C(lag) of one series (T,) or several independent ones (S, T)
+    of one stationary process, each lag averaged over the pairs available (unbiased).
+
+    The mean removed is that of all series together: removing each short series' own mean
+    would bias C(t) low (and the relaxation time short) when a series spans few relaxation
+    times, as rollouts from several starts each do."""
     x = np.atleast_2d(np.asarray(series, dtype=np.float64))
-    x = x - x.mean(axis=1, keepdims=True)
+    x = x - x.mean()
     n = x.shape[1]
     max_lag = n - 1 if max_lag is None else min(max_lag, n - 1)
     size = 1 << int(np.ceil(np.log2(2 * n)))

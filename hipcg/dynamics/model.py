@@ -243,14 +243,27 @@ def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) ->
 
 
 class ScoreNet(torch.nn.Module):
-    """Denoising score of bead positions at noise level sigma (Å): s = sum_j g_ij r_hat_ij / sigma."""
+    """Denoising score of bead positions at noise level sigma (Å): s = sum_j g_ij r_hat_ij / sigma.
 
-    def __init__(self, config: DynamicsModelConfig):
+    ``features``: "hipnn" gives the pair head HIP-NN-TS bead features (as the dynamics
+    network); "pairwise" gives it only the two beads' embeddings, the distance and the bonded
+    flag, a radial pair model at a fraction of the cost (no interaction layers), which is what
+    the correction's job (keeping beads apart and bonds in range) mostly needs."""
+
+    def __init__(self, config: DynamicsModelConfig, features: str = "hipnn"):
         super().__init__()
+        if features not in ("hipnn", "pairwise"):
+            raise ConfigError(f"score features: 'hipnn' or 'pairwise', got {features!r}")
         self.config = config
+        self.kind = features
         self.embedding = FineEmbedding(config.n_embed, config.embed_layers)
-        self.features = _PairFeatures(config, config.n_embed + 1)
-        nf = self.features.n_features
+        if features == "hipnn":
+            self.features = _PairFeatures(config, config.n_embed + 1)
+            nf = self.features.n_features
+        else:
+            self.register_buffer("rbf_centres", torch.linspace(0.0, config.network.cutoff, config.n_rbf))
+            self.rbf_width = config.network.cutoff / config.n_rbf
+            nf = config.n_embed + 1
         self.pair_head = _mlp(2 * nf + config.n_rbf + 2, config.hidden, 1)
         self.register_buffer("sigma_ref", torch.tensor(1.0, dtype=torch.float64))
 
@@ -266,7 +279,11 @@ class ScoreNet(torch.nn.Module):
         node_in = torch.cat([_per_configuration(embedding, batch, n, dtype),
                              level.repeat_interleave(n)[:, None]], dim=-1)
         graph = BeadGraph(positions, topo.bonded_matrix(), self.config.network.cutoff)
-        h, rbf = self.features(node_in, graph)
+        if self.kind == "hipnn":
+            h, rbf = self.features(node_in, graph)
+        else:
+            h = node_in
+            rbf = torch.exp(-((graph.dist[:, None] - self.rbf_centres.to(dtype)) / self.rbf_width) ** 2)
         pair_level = level.repeat_interleave(n)[graph.first]
         pair_in = torch.cat([h[graph.first], h[graph.second], rbf, graph.bonded[:, None],
                              pair_level[:, None]], dim=1)

@@ -21,6 +21,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -48,6 +49,7 @@ class ScoreConfig:
     steps_per_level: PositiveInt = 1
     step_size: Positive = 0.5          # eta: x += eta sigma^2 score
     noise: NonNegative = 0.0           # 0: deterministic push; 1: annealed Langevin sampling
+    features: Literal["hipnn", "pairwise"] = "hipnn"  # ScoreNet's pair features
 
     def __post_init__(self) -> None:
         check_fields(self, "dynamics.score")
@@ -203,7 +205,7 @@ def train_dynamics(trajectories: list, cfg: DynamicsTrainConfig, out_dir: str | 
     levels_abs = [s * scales["step_scale"] for s in
                   geometric_levels(cfg.score.sigma_max, cfg.score.sigma_min, cfg.score.levels)]
     if cfg.score.enabled:
-        score = ScoreNet(cfg.model).to(dtype)
+        score = ScoreNet(cfg.model, cfg.score.features).to(dtype)
         score.sigma_ref.fill_(scales["step_scale"])
     params = list(dyn.parameters()) + (list(score.parameters()) if score is not None else [])
     opt = torch.optim.Adam(params, lr=cfg.learning_rate)
@@ -328,7 +330,7 @@ def load_dynamics_model(path) -> DynamicsModel:
     dyn.eval()
     score = None
     if blob.get("score") is not None:
-        score = ScoreNet(cfg.model).to(dtype)
+        score = ScoreNet(cfg.model, cfg.score.features).to(dtype)
         score.load_state_dict(blob["score"])
         score.eval()
     return DynamicsModel(cfg, dyn, score, blob["scales"], float(blob["frame_interval_fs"]),
