@@ -80,3 +80,22 @@ def test_rg_and_r2():
     assert np.allclose(metrics.radius_of_gyration(pos, np.array([1.0, 1.0])), 1.0)
     assert metrics.r_squared([1, 2, 3], [1, 2, 3]) == 1.0
     assert metrics.r_squared([2, 2, 2], [1, 2, 3]) == 0.0
+
+
+def test_bond_cap_pulls_stretched_bonds_back_and_keeps_the_centre_of_mass():
+    from hipcg.dynamics.rollout import cap_bonds
+
+    rng = np.random.default_rng(4)
+    bonds = np.c_[np.arange(5), np.arange(1, 6)]
+    masses = np.array([400.0, 300.0, 400.0, 400.0, 500.0, 400.0])
+    x = np.cumsum(rng.normal(size=(3, 6, 3)) * 4.0, axis=1)
+    x[1, 3:] += np.array([30.0, 0.0, 0.0])        # configuration 1: bond 2-3 stretched
+    before = x.copy()
+    limit = float(np.linalg.norm(x[[0, 2]][:, 1:] - x[[0, 2]][:, :-1], axis=-1).max()) + 1e-9
+    acted = cap_bonds(x, bonds, masses, limit)
+    assert acted.tolist() == [False, True, False]
+    assert np.array_equal(x[[0, 2]], before[[0, 2]])
+    d = np.linalg.norm(x[1, 1:] - x[1, :-1], axis=-1)
+    assert d.max() <= limit * (1 + 1e-4)
+    com = lambda y: (masses[:, None] * y).sum(0) / masses.sum()  # noqa: E731
+    assert np.allclose(com(x[1]), com(before[1]), atol=1e-9)

@@ -63,6 +63,8 @@ def evaluate_sequence(result, reference) -> dict:
         "distance_bins": bins.tolist(), "distance_hist_rollout": roll_hist.tolist(),
         "distance_hist_reference": ref_hist.tolist(),
         "collisions": np.asarray(result.collisions).tolist(),
+        "bond_caps": (np.zeros(result.positions.shape[0], int) if result.bond_caps is None
+                      else np.asarray(result.bond_caps)).tolist(),
         "blowups": result.blowups,
         "rollout_fs_per_wall_second": result.fs_per_wall_second,
         "reference_fs_per_wall_second": float(reference.md_fs_per_wall_second),
@@ -88,6 +90,8 @@ def summarise(rows: list[dict]) -> dict:
         "tau_exp_r2": metrics.r_squared(get("tau_exp_rollout"), get("tau_exp_reference")),
         "collisions": int(sum(sum(r["collisions"]) for r in rows)),
         "blowups": int(sum(b is not None for r in rows for b in r["blowups"])),
+        "bond_caps": int(sum(sum(r["bond_caps"]) for r in rows)),
+        "rollout_steps": int(sum(r["rollout_steps"] * r["rollouts"] for r in rows)),
         "speedup": float(np.median(get("speedup"))),  # median over sequences
         "n_sequences": len(rows),
     }

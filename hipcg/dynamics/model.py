@@ -26,6 +26,7 @@ enter and leave the networks divided by scales measured on the training data
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -112,6 +113,15 @@ class FineEmbedding(torch.nn.Module):
         return self.out(torch.cat([pooled / size, size / 10.0], dim=1))
 
 
+@functools.lru_cache(maxsize=32)
+def _ordered_pairs(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(i, j) of every ordered pair i != j of n beads (built once per chain size: the rollout
+    builds a graph several times per step)."""
+    i, j = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+    off = i != j
+    return i[off], j[off]
+
+
 class BeadGraph:
     """Pairs of beads within one chain, for a batch of ``B`` configurations of that chain.
 
@@ -121,9 +131,7 @@ class BeadGraph:
 
     def __init__(self, positions: torch.Tensor, bonded: torch.Tensor, cutoff: float):
         batch, n, _ = positions.shape
-        i, j = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
-        off = i != j
-        i, j = i[off], j[off]
+        i, j = _ordered_pairs(n)
         vec = positions[:, j] - positions[:, i]                      # (B, P, 3)
         dist = torch.linalg.vector_norm(vec, dim=-1)
         keep = dist < cutoff

@@ -19,7 +19,7 @@ from ..atomic import write_json_atomic, write_text_atomic
 
 PER_SEQUENCE = ("name", "sequence", "fraction_A", "rg_rollout", "rg_reference", "rg_reference_halves",
                 "tau_rollout", "tau_reference", "tau_reference_halves", "tau_exp_rollout",
-                "tau_exp_reference", "distance_overlap", "collisions", "blowups", "speedup",
+                "tau_exp_reference", "distance_overlap", "collisions", "bond_caps", "blowups", "speedup",
                 "rollout_fs_per_wall_second", "reference_fs_per_wall_second")
 
 
@@ -126,14 +126,15 @@ def markdown(evaluation: dict, figures: dict[str, Path]) -> str:
         f"| Rg r² | {_fmt(o['rg_r2'])} | {_fmt(o['rg_r2_reference_halves'])} |",
         f"| relaxation-time r² (integral) | {_fmt(o['tau_r2'])} | {_fmt(o['tau_r2_reference_halves'])} |",
         f"| relaxation-time r² (exponential fit) | {_fmt(o['tau_exp_r2'])} | |", "",
-        f"Collision steps {o['collisions']}, blow-ups {o['blowups']}; simulated time per wall "
+        f"Collision steps {o['collisions']}, blow-ups {o['blowups']}, bond-cap steps {o.get('bond_caps', 0)} "
+        f"of {o.get('rollout_steps', 'n/a')} rollout steps; simulated time per wall "
         f"second {_fmt(o['speedup'])}x the reference MD's (median over sequences, one core each).", "",
         "| sequence | Rg rollout (Å) | Rg reference (Å) | tau rollout (ps) | tau reference (ps) | "
-        "distance overlap | collisions | blow-ups |", "|---|---|---|---|---|---|---|---|"]
+        "distance overlap | collisions | bond caps | blow-ups |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['name']} | {_fmt(r['rg_rollout'])} | {_fmt(r['rg_reference'])} | "
                      f"{_fmt(r['tau_rollout'] / 1000)} | {_fmt(r['tau_reference'] / 1000)} | "
-                     f"{_fmt(r['distance_overlap'], '.2f')} | {sum(r['collisions'])} | "
+                     f"{_fmt(r['distance_overlap'], '.2f')} | {sum(r['collisions'])} | {sum(r.get('bond_caps', []))} | "
                      f"{sum(b is not None for b in r['blowups'])} |")
     lines.append("")
     lines += [f"![{name}]({path.name})" for name, path in figures.items()]

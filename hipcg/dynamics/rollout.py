@@ -13,6 +13,12 @@ little more than one.  Checks after every step:
 
 * collision: a bead pair closer than ``collision_fraction`` x the closest approach seen in the
   training data; counted per rollout, not fatal;
+* bond cap (a prior, like the force field's repulsive prior): a bonded bead pair stretched
+  beyond ``bond_cap`` x the longest bonded distance in the training data is pulled back to
+  that length along its axis, mass-weighted so the pair's centre of mass stays put (a few
+  projection passes over the chain).  Such a stretch is outside everything the network was
+  trained on, so it cannot be trusted to pull the pair back; the steps at which the cap acted
+  are counted per rollout and reported (``bond_caps``), so it is never silent.  0 disables it;
 * blow-up: a non-finite position, or a bonded bead pair farther apart than
   ``blowup_fraction`` x the longest bonded distance in the training data: that rollout stops
   there (its step, bead pair and distance are recorded and printed); the others go on.
@@ -33,7 +39,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path
-from ..config import Positive, PositiveInt, check_fields
+from ..config import NonNegative, Positive, PositiveInt, check_fields
 from ..errors import DataError
 from .model import ChainTopology, annealed_correction
 
@@ -46,6 +52,7 @@ class RolloutConfig:
     correction: bool = True               # apply the score model after each step (if trained)
     collision_fraction: Positive = 0.5
     blowup_fraction: Positive = 2.0
+    bond_cap: NonNegative = 1.0           # x the longest training bond; 0: no cap
     checkpoint_every: PositiveInt = 200
     threads: PositiveInt = 1
 
@@ -63,6 +70,7 @@ class RolloutResult:
     wall_seconds: float          # this sequence's share of the batch's stepping time
     learned_step_fs: float
     threads: int = 1             # CPU threads the batch ran on
+    bond_caps: np.ndarray | None = None  # (starts,) steps at which the bond cap acted
 
     @property
     def fs_per_wall_second(self) -> float:
@@ -81,6 +89,32 @@ def start_frames(n_frames: int, starts: int, history: int, step: int) -> np.ndar
                         f"{history} steps of {step} frames")
     return np.linspace(first, n_frames - 1, starts + 2)[1:-1].astype(int) if starts > 1 \
         else np.array([(first + n_frames - 1) // 2])
+
+
+def cap_bonds(x: np.ndarray, bonds: np.ndarray, masses: np.ndarray, limit: float,
+              passes: int = 50, tolerance: float = 1e-4) -> np.ndarray:
+    """Pull bonded pairs of ``x`` (B, n, 3) longer than ``limit`` back to ``limit`` along
+    their axis, in place (mass-weighted: each pair's centre of mass stays); passes repeat
+    until no bond is longer than ``limit`` (1 + ``tolerance``), since moving one bond can
+    stretch its neighbour (as SHAKE iterates).  Returns (B,) whether it acted."""
+    acted = np.zeros(len(x), dtype=bool)
+    if not len(bonds) or limit <= 0:
+        return acted
+    i, j = bonds[:, 0], bonds[:, 1]
+    wi = (masses[j] / (masses[i] + masses[j]))[None, :, None]
+    for _ in range(passes):
+        d = x[:, j] - x[:, i]                                        # (B, m, 3)
+        r = np.linalg.norm(d, axis=-1)
+        over = r > limit * (1.0 + tolerance)
+        if not over.any():
+            break
+        acted |= over.any(axis=1)
+        excess = np.where(over, (r - limit) / np.where(over, r, 1.0), 0.0)[..., None] * d
+        delta = np.zeros_like(x)
+        np.add.at(delta, (slice(None), i), wi * excess)
+        np.add.at(delta, (slice(None), j), -(1.0 - wi) * excess)
+        x += delta
+    return acted
 
 
 def _check_step(x: np.ndarray, bonds: np.ndarray, blowup_at: float, collide_at: float):
@@ -163,6 +197,8 @@ def _rollout_group(model, trajs: list, cfg: RolloutConfig, ckpt: Path, progress:
     bonds = np.asarray(trajs[0].bead_bonds, dtype=int).reshape(-1, 2)
     collide_at = cfg.collision_fraction * model.scales["closest_distance"]
     blowup_at = cfg.blowup_fraction * model.scales["longest_bond"]
+    cap_at = cfg.bond_cap * model.scales["longest_bond"]
+    masses = np.asarray(trajs[0].bead_masses, dtype=float)
     presents = [start_frames(t.n_frames, cfg.starts, k, step) for t in trajs]
     n, total = trajs[0].n_beads, len(trajs) * cfg.starts
     identity = json.dumps({"cfg": asdict(cfg), "trajs": [t.name for t in trajs],
@@ -173,12 +209,13 @@ def _rollout_group(model, trajs: list, cfg: RolloutConfig, ckpt: Path, progress:
         for b, p in enumerate(pres):
             positions[s * cfg.starts + b, :k + 1] = traj.positions[p - k * step: p + 1: step]
     done, collisions, blowups, wall = 0, np.zeros(total, int), [None] * total, 0.0
+    caps = np.zeros(total, int)
     gen = torch.Generator().manual_seed(cfg.seed)
     if ckpt.exists():
         with np.load(ckpt, allow_pickle=False) as z:
             if str(z["identity"][()]) == identity:
                 positions, done = z["positions"], int(z["done"])
-                collisions, wall = z["collisions"], float(z["wall"])
+                collisions, wall, caps = z["collisions"], float(z["wall"]), z["caps"]
                 blowups = json.loads(str(z["blowups"][()]))
                 gen.set_state(torch.as_tensor(z["generator"], dtype=torch.uint8))
     alive = np.array([b is None for b in blowups])
@@ -192,7 +229,7 @@ def _rollout_group(model, trajs: list, cfg: RolloutConfig, ckpt: Path, progress:
         with atomic_path(ckpt) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, identity=np.array(identity), positions=positions, done=np.array(done),
                      collisions=collisions, wall=np.array(wall), blowups=np.array(json.dumps(blowups)),
-                     generator=gen.get_state().numpy())
+                     generator=gen.get_state().numpy(), caps=caps)
 
     label = trajs[0].name if len(trajs) == 1 else f"{len(trajs)} sequences"
     bar = tqdm(total=cfg.steps, initial=done, desc=f"rollout {label} x {cfg.starts}", disable=not progress)
@@ -214,6 +251,8 @@ def _rollout_group(model, trajs: list, cfg: RolloutConfig, ckpt: Path, progress:
                 x = annealed_correction(score, topos[0], x, levels, c.steps_per_level, c.step_size,
                                         c.noise, gen, embedding=emb_score[live])
         x = x.double().numpy()
+        if cap_at > 0:
+            caps[live] += cap_bonds(x, bonds, masses, cap_at)
         records, collided = _check_step(x, bonds, blowup_at, collide_at)
         wall += time.perf_counter() - t0
         done += 1
@@ -240,7 +279,7 @@ def _rollout_group(model, trajs: list, cfg: RolloutConfig, ckpt: Path, progress:
     return [RolloutResult(t.name, positions[s * cfg.starts:(s + 1) * cfg.starts, k:], time_fs,
                           collisions[s * cfg.starts:(s + 1) * cfg.starts],
                           blowups[s * cfg.starts:(s + 1) * cfg.starts], share,
-                          model.learned_step_fs, cfg.threads)
+                          model.learned_step_fs, cfg.threads, caps[s * cfg.starts:(s + 1) * cfg.starts])
             for s, t in enumerate(trajs)]
 
 
@@ -250,7 +289,8 @@ def save_rollout(path: str | Path, result: RolloutResult) -> Path:
         np.savez(fh, name=np.array(result.name), positions=result.positions, time_fs=result.time_fs,
                  collisions=np.asarray(result.collisions), blowups=np.array(json.dumps(result.blowups)),
                  wall_seconds=np.array(result.wall_seconds),
-                 learned_step_fs=np.array(result.learned_step_fs), threads=np.array(result.threads))
+                 learned_step_fs=np.array(result.learned_step_fs), threads=np.array(result.threads),
+                 bond_caps=np.zeros(len(result.positions), int) if result.bond_caps is None else result.bond_caps)
     return path
 
 
@@ -262,6 +302,6 @@ def load_rollout(path: str | Path) -> RolloutResult:
         with np.load(path, allow_pickle=False) as z:
             return RolloutResult(str(z["name"][()]), z["positions"], z["time_fs"], z["collisions"],
                                  json.loads(str(z["blowups"][()])), float(z["wall_seconds"]),
-                                 float(z["learned_step_fs"]), int(z["threads"]))
+                                 float(z["learned_step_fs"]), int(z["threads"]), z["bond_caps"])
     except (KeyError, ValueError, OSError) as err:
         raise DataError(f"{path}: not a readable rollout file ({err})") from None

@@ -193,6 +193,7 @@ def summary_line(overall: dict) -> str:
     return (f"dynamics: {overall['n_sequences']} held-out sequences: Rg r^2 {overall['rg_r2']:.3f}, "
             f"relaxation-time r^2 {overall['tau_r2']:.3f} (exp fit {overall['tau_exp_r2']:.3f}), "
             f"{overall['collisions']} collision steps, {overall['blowups']} blow-ups, "
+            f"bond cap at {overall['bond_caps']} of {overall['rollout_steps']} steps, "
             f"{overall['speedup']:.1f}x the reference MD's simulated time per wall second")
 
 
