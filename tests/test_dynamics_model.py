@@ -18,7 +18,7 @@ def _chain(n_mono=20, n_beads=5):
 @pytest.mark.parametrize("score_features", ["hipnn", "pairwise"])
 def test_rotating_and_translating_the_history_rotates_the_mean_and_keeps_the_std(score_features):
     torch.manual_seed(0)
-    cfg = DynamicsModelConfig()
+    cfg = DynamicsModelConfig(noise="correlated" if score_features == "hipnn" else "bead")
     net, score = DynamicsNet(cfg).double(), ScoreNet(cfg, score_features).double()
     topo = _chain()
     g = torch.Generator().manual_seed(1)
@@ -31,6 +31,9 @@ def test_rotating_and_translating_the_history_rotates_the_mean_and_keeps_the_std
     assert mean.abs().max() > 1e-3  # not trivially zero
     assert torch.allclose(mean @ rot.T, mean2, atol=1e-5)
     assert torch.allclose(std, std2, atol=1e-5)
+    assert std.shape == (3, topo.n_beads, topo.n_beads) and torch.all(torch.diagonal(std, dim1=1, dim2=2) > 0)
+    off = std.tril(-1).abs().max()
+    assert (off > 1e-4) if cfg.noise == "correlated" else (off == 0 and std.triu(1).abs().max() == 0)
     sig = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
     s1, s2 = score(topo, hist[:, -1], sig), score(topo, hist[:, -1] @ rot.T + shift, sig)
     assert torch.allclose(s1 @ rot.T, s2, atol=1e-5)
@@ -99,3 +102,19 @@ def test_bond_cap_pulls_stretched_bonds_back_and_keeps_the_centre_of_mass():
     assert d.max() <= limit * (1 + 1e-4)
     com = lambda y: (masses[:, None] * y).sum(0) / masses.sum()  # noqa: E731
     assert np.allclose(com(x[1]), com(before[1]), atol=1e-9)
+
+
+def test_the_correlated_nll_is_the_multivariate_normal_log_likelihood():
+    g = torch.Generator().manual_seed(8)
+    batch, n = 5, 6
+    raw = torch.randn((batch, n, n), generator=g, dtype=torch.float64).tril(-1) * 0.4
+    tril = raw + torch.diag_embed(0.5 + torch.rand((batch, n), generator=g, dtype=torch.float64))
+    mean = torch.randn((batch, n, 3), generator=g, dtype=torch.float64)
+    target = torch.randn((batch, n, 3), generator=g, dtype=torch.float64)
+    mvn = torch.distributions.MultivariateNormal(mean.transpose(1, 2), scale_tril=tril[:, None])
+    log_p = mvn.log_prob(target.transpose(1, 2)).sum(-1)            # (B,): x, y, z columns
+    expected = (-(log_p + 1.5 * n * np.log(2 * np.pi)) / n).mean()
+    assert torch.allclose(gaussian_nll(target, mean, tril), expected, atol=1e-12)
+    # a diagonal factor is the per-bead form
+    diag = torch.diagonal(tril, dim1=1, dim2=2)
+    assert torch.allclose(gaussian_nll(target, mean, torch.diag_embed(diag)), gaussian_nll(target, mean, diag), atol=1e-12)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 
@@ -50,6 +51,9 @@ class DynamicsModelConfig:
     n_rbf: PositiveInt = 16                # radial basis of the pair heads, 0 .. cutoff
     hidden: PositiveInt = 64               # width of the pair and bead heads
     min_std: Positive = 1e-3               # floor of the predicted std (in accel_scale units)
+    # "correlated": the noise of the beads is correlated (a scale_tril over beads, below);
+    # "bead": independent per bead, as Fu et al.
+    noise: Literal["bead", "correlated"] = "correlated"
 
     def __post_init__(self) -> None:
         check_fields(self, "dynamics.model")
@@ -196,7 +200,8 @@ class DynamicsNet(torch.nn.Module):
         # costs pairs x sensitivities x inputs x 9, and the invariants reach the heads anyway
         self.features = _PairFeatures(config, config.n_embed)
         nf = self.features.n_features
-        self.pair_head = _mlp(2 * nf + config.n_rbf + 1 + 2 * k, config.hidden, 1)
+        self.correlated = config.noise == "correlated"
+        self.pair_head = _mlp(2 * nf + config.n_rbf + 1 + 2 * k, config.hidden, 2 if self.correlated else 1)
         self.bead_head = _mlp(nf + n_gram, config.hidden, k + 1)
         self.register_buffer("step_scale", torch.tensor(1.0, dtype=torch.float64))
         self.register_buffer("accel_scale", torch.tensor(1.0, dtype=torch.float64))
@@ -213,7 +218,14 @@ class DynamicsNet(torch.nn.Module):
         ``embedding``: the bead embeddings of ``topo`` (n, e), computed if None, or (B, n, e)
         for a batch of different sequences with the same bead bonds as ``topo``.
 
-        Returns the mean and std of the acceleration (B, n, 3) and (B, n), in Å per learned
+        Returns the mean of the acceleration (B, n, 3) and the lower-triangular factor L
+        (B, n, n) of its covariance over beads (the same for x, y and z: the noise is
+        ``L z`` with z standard normal (B, n, 3), so the distribution is isotropic and rotates
+        with the input).  L's diagonal is one positive std per bead; with
+        ``noise: correlated`` its entries below the diagonal, one per pair (i > j) from the
+        pair head, correlate neighbouring beads' noise as the chain's own motion does
+        (independent noise of two bonded beads would stretch their bond far more often than
+        the MD does).  Both in Å per learned
         step squared (i.e. the second difference of positions)."""
         k = self.config.history
         if history.shape[1] != k + 1:
@@ -232,22 +244,35 @@ class DynamicsNet(torch.nn.Module):
         proj_i = torch.einsum("pmc,pc->pm", flat_disp[graph.first], graph.unit)
         proj_j = torch.einsum("pmc,pc->pm", flat_disp[graph.second], graph.unit)
         pair_in = torch.cat([h[graph.first], h[graph.second], rbf, graph.bonded[:, None], proj_i, proj_j], dim=1)
-        coeff = self.pair_head(pair_in)                              # (P, 1)
+        pair_out = self.pair_head(pair_in)                           # (P, 1 or 2)
+        coeff = pair_out[:, :1]
         mean = torch.zeros((graph.n_nodes, 3), dtype=dtype).index_add(0, graph.first, coeff * graph.unit)
         bead_out = self.bead_head(torch.cat([h, gram.reshape(batch * n, -1)], dim=1))
         mean = mean + torch.einsum("pm,pmc->pc", bead_out[:, :k], flat_disp)
         std = torch.nn.functional.softplus(bead_out[:, k]) + self.config.min_std
+        tril = torch.diag_embed(std.reshape(batch, n))
+        if self.correlated:
+            b, i, j = graph.first // n, graph.first % n, graph.second % n
+            lower = i > j
+            tril = tril.index_put((b[lower], i[lower], j[lower]), pair_out[lower, 1])
         scale = self.accel_scale.to(dtype)
-        return (mean * scale).reshape(batch, n, 3), (std * scale).reshape(batch, n)
+        return (mean * scale).reshape(batch, n, 3), tril * scale
 
 
-def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Mean negative log-likelihood per bead of an isotropic 3-D Gaussian, constant dropped.
 
-    ``target``, ``mean``: (..., 3); ``std``: (...) (one per bead).  Pass scaled quantities
-    (e.g. divided by the acceleration scale) to keep the value of order one."""
-    sq = ((target - mean) ** 2).sum(-1)
-    return (0.5 * sq / std ** 2 + 3.0 * torch.log(std)).mean()
+    ``target``, ``mean``: (..., 3).  ``scale``: a std per bead (...), or the lower-triangular
+    factor L (B, n, n) of the covariance over the n beads of each configuration (target
+    (B, n, 3)), for which NLL = 1/2 |L^-1 (target - mean)|^2 + 3 log det L, per bead.  Pass
+    scaled quantities (e.g. divided by the acceleration scale) to keep the value of order one."""
+    if scale.dim() == target.dim() - 1:
+        sq = ((target - mean) ** 2).sum(-1)
+        return (0.5 * sq / scale ** 2 + 3.0 * torch.log(scale)).mean()
+    n = target.shape[-2]
+    y = torch.linalg.solve_triangular(scale, target - mean, upper=False)
+    log_det = torch.log(torch.diagonal(scale, dim1=-2, dim2=-1)).sum(-1)
+    return ((0.5 * (y ** 2).sum((-1, -2)) + 3.0 * log_det) / n).mean()
 
 
 class ScoreNet(torch.nn.Module):

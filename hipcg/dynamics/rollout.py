@@ -2,7 +2,7 @@
 
 One learned step (explicit Euler on the predicted acceleration, as Fu et al.):
 
-    a ~ N(mu, std^2)                       (DynamicsNet, per bead, isotropic std)
+    a = mu + L z,  z ~ N(0, 1)             (DynamicsNet: mean, covariance factor over beads)
     x_{t+1} = x_t + (x_t - x_{t-1}) + a    (velocity update, then position update)
     x_{t+1} <- annealed score correction   (ScoreNet, optional)
 
@@ -243,9 +243,9 @@ def _rollout_group(model, trajs: list, cfg: RolloutConfig, ckpt: Path, progress:
         live = np.nonzero(alive)[0]
         hist = torch.as_tensor(positions[live, done: done + k + 1], dtype=dtype)
         with torch.no_grad():
-            mean, std = dyn(topos[0], hist, embedding=emb_dyn[live])
+            mean, tril = dyn(topos[0], hist, embedding=emb_dyn[live])
             z = torch.randn(mean.shape, generator=gen, dtype=dtype)
-            x = 2.0 * hist[:, -1] - hist[:, -2] + mean + std[..., None] * z
+            x = 2.0 * hist[:, -1] - hist[:, -2] + mean + tril @ z
             if levels:
                 c = tc.score
                 x = annealed_correction(score, topos[0], x, levels, c.steps_per_level, c.step_size,

@@ -162,9 +162,9 @@ def _validate(dyn: DynamicsNet, score: ScoreNet | None, vals: list[Windows], cfg
             picks = np.linspace(w.starts[0], w.starts[-1], min(cfg.validation_windows, len(w.starts))).astype(int)
             frames = gather(w, picks, step, cfg.model.history)
             hist, target = noisy_target(frames, 0.0, None)
-            mean, std = dyn(w.topo, hist)
+            mean, tril = dyn(w.topo, hist)
             s = dyn.accel_scale.to(mean.dtype)
-            v = float(gaussian_nll(target / s, mean / s, std / s))
+            v = float(gaussian_nll(target / s, mean / s, tril / s))
             m = float((((target - mean) / s) ** 2).sum(-1).mean())
             nll += v; mse += m; n += 1
             per_sequence[w.name] = {"nll": v, "mse": m}
@@ -236,9 +236,9 @@ def train_dynamics(trajectories: list, cfg: DynamicsTrainConfig, out_dir: str | 
             w = trains[seq]
             frames = gather(w, picks, step, k)
             hist, target = noisy_target(frames, cfg.input_noise * scales["step_scale"], gen)
-            mean, std = dyn(w.topo, hist)
+            mean, tril = dyn(w.topo, hist)
             s = dyn.accel_scale.to(dtype)
-            loss = gaussian_nll(target / s, mean / s, std / s)
+            loss = gaussian_nll(target / s, mean / s, tril / s)
             if score is not None:
                 sig = torch.as_tensor(levels_abs, dtype=dtype)[
                     torch.randint(len(levels_abs), (len(picks),), generator=gen)]
