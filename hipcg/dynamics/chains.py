@@ -456,14 +456,21 @@ def write_chain_data(path: Path, system: ChainSystem, sequence: str, seed: int) 
 # --------------------------------------------------------------------------- LAMMPS input
 
 
-def _setup(system: ChainSystem, cfg: ChainRunConfig, source: str) -> list[str]:
-    """Units, structure (data or restart file), force field, neighbours, output."""
+def model_lines(system: ChainSystem, source: str) -> list[str]:
+    """Units, structure (data or restart file), force field and neighbour settings of a chain
+    run: what any LAMMPS input evaluating the chain's forces needs (the runs here, the rerun
+    of :mod:`hipcg.dynamics.baseline`)."""
     lines = ["units real", "atom_style bond", "boundary p p p",
              f"read_data {source}" if source.endswith(".data") else f"read_restart {source}"]
     lines += system.force_field_commands()
     # nsq: one chain of tens of monomers in a huge box, where bins would be almost all empty
-    lines += ["neighbor 2.0 nsq", "neigh_modify every 1 delay 0 check yes",
-              f"timestep {system.timestep_fs:.10g}",
+    return lines + ["neighbor 2.0 nsq", "neigh_modify every 1 delay 0 check yes"]
+
+
+def _setup(system: ChainSystem, cfg: ChainRunConfig, source: str) -> list[str]:
+    """Units, structure (data or restart file), force field, neighbours, output."""
+    lines = model_lines(system, source)
+    lines += [f"timestep {system.timestep_fs:.10g}",
               "thermo_style custom " + " ".join(THERMO_COLUMNS), f"thermo {cfg.thermo_every}",
               "thermo_modify flush yes"]
     return lines
