@@ -31,7 +31,8 @@ import numpy as np
 
 def system_copy(base: Path, length: int, out: Path, repeats_of: list[str]) -> Path:
     """A copy of the chain system file with chain_length ``length`` and, as its test
-    sequences, each named one repeated to that length (train: the first of them)."""
+    sequences, each named one repeated to that length (train: the file's first training
+    sequence, repeated; the runs here are all of role test)."""
     from hipcg.dynamics.chains import load_chain_system
 
     system = load_chain_system(base)
@@ -40,7 +41,9 @@ def system_copy(base: Path, length: int, out: Path, repeats_of: list[str]) -> Pa
     head = re.sub(r"\nchain_length:\s*\d+", f"\nchain_length: {length}", head)
     head = re.sub(r"\nname:\s*\S+", f"\nname: polymer-L{length}", head)
     seqs = {name: system.sequence(name) * (length // system.chain_length) for name in repeats_of}
-    lines = ["", "sequences:", "  train:", f"    {repeats_of[0]}-x: {seqs[repeats_of[0]]}", "  test:"]
+    first = system.names("train")[0]
+    repeat = length // system.chain_length
+    lines = ["", "sequences:", "  train:", f"    {first}: {system.sequence(first) * repeat}", "  test:"]
     lines += [f"    {name}: {s}" for name, s in seqs.items()]
     path = out / f"polymer-L{length}" / "system.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
