@@ -24,6 +24,10 @@ partition: {{monomers_per_bead: 4}}
 train: {{epochs: 1, windows_per_sequence: 16, batch: 16, validation_windows: 8, step_frames: 2,
         model: {{history: 2, hidden: 16, n_rbf: 8}}}}
 rollout: {{steps: 12, starts: 2, checkpoint_every: 4}}
+baseline: {{force_every: 4, train_frames: 40, run_tau: 40.0, dump_every_tau: 4.0, starts: 2,
+           model: {{network: HipnnQuad, n_features: 4, n_sensitivities: 4, dist_soft_min: 3.0,
+                    dist_soft_max: 20.0, cutoff: 25.0, n_interaction_layers: 1, n_atom_layers: 1}},
+           optimizer: {{batch_size: 32, max_epochs: 1}}}}
 """
 
 
@@ -39,10 +43,10 @@ def study(tmp_path_factory):
 
 def test_tiny_pipeline_runs_every_stage_and_writes_the_report(study):
     pipeline, outcome = study
-    assert list(outcome) == ["data", "partition", "train", "rollout", "evaluate", "report"]
+    assert list(outcome) == ["data", "partition", "train", "rollout", "baseline", "evaluate", "report"]
     assert set(outcome.values()) == {"ran"}
-    assert (pipeline.root / "01-data").is_dir() and (pipeline.root / "06-report").is_dir()
-    report = json.loads((pipeline.root / "06-report" / "report.json").read_text())
+    assert (pipeline.root / "01-data").is_dir() and (pipeline.root / "07-report").is_dir()
+    report = json.loads((pipeline.root / "07-report" / "report.json").read_text())
     held_out = ["rand-f15", "rand-f50", "rand-f85", "alt-AAAB", "alt-ABBB", "diblock-A15B25",
                 "multiblock-A4B4", "triblock-B6A28B6"]
     assert [r["name"] for r in report["sequences"]] == held_out
@@ -52,7 +56,14 @@ def test_tiny_pipeline_runs_every_stage_and_writes_the_report(study):
         assert 5.0 < r["rg_reference"] < 40.0   # Å: 40-mers of sigma = 5 Å
     assert np.isfinite(report["rg_r2"]) and "tau_r2" in report
     for png in ("rg_scatter.png", "acf.png", "distances.png"):
-        assert (pipeline.root / "06-report" / png).stat().st_size > 5000
+        assert (pipeline.root / "07-report" / png).stat().st_size > 5000
+    # the baseline is scored the same way, beside the rollouts
+    base = report["baseline"]
+    assert [r["name"] for r in base["sequences"]] == held_out
+    assert np.isfinite(base["rg_r2"]) and base["n_sequences"] == 8
+    for r, b in zip(report["sequences"], base["sequences"]):
+        assert b["rg_reference"] == r["rg_reference"] and np.isfinite(b["rg_rollout"])
+    assert "baseline: force-matched HIP-NN-TS" in (pipeline.root / "07-report" / "report.md").read_text()
 
 
 def test_bead_dumps_hold_the_reference_and_the_rollouts(study):
@@ -112,6 +123,8 @@ def test_a_killed_rollout_resumes_to_the_unbroken_result(study, tmp_path):
     ({"system": "no-such-chains"}, "system:"),
     ({"rollout": {"starts": 0}}, "rollout.starts"),
     ({"evaluate": {"x": 1}}, "evaluate: takes no settings"),
+    ({"baseline": {"monomers_per_bead": 3}}, "baseline.monomers_per_bead: 3 differs"),
+    ({"baseline": {"timestep": 0.05}}, "baseline.timestep"),
 ])
 def test_bad_dynamics_pipelines_name_file_and_key(tmp_path, edit, message):
     import yaml

@@ -35,6 +35,7 @@ import torch
 
 from ..config import Positive, PositiveInt, check_fields
 from ..errors import ConfigError
+from ..models.blocked_kernels import use_kernels
 from ..models.hipnn import HipnnConfig, build_network  # noqa: F401  (also sets hippynn's kernels)
 
 
@@ -160,8 +161,10 @@ class _PairFeatures(torch.nn.Module):
         self.rbf_width = config.network.cutoff / config.n_rbf
 
     def forward(self, node_inputs: torch.Tensor, graph: BeadGraph) -> tuple[torch.Tensor, torch.Tensor]:
-        # hippynn's pair coordinates are x_first - x_second
-        layers = self.hipnn(node_inputs, graph.first, graph.second, graph.dist, -graph.vec)
+        # hippynn's pair coordinates are x_first - x_second; a chain's graph is small and
+        # dense, where the blocked kernels are ~10x faster than hippynn's plain-torch ones
+        with use_kernels():
+            layers = self.hipnn(node_inputs, graph.first, graph.second, graph.dist, -graph.vec)
         h = torch.cat(layers[1:], dim=1)
         rbf = torch.exp(-((graph.dist[:, None] - self.rbf_centres) / self.rbf_width) ** 2)
         return h, rbf

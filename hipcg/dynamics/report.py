@@ -5,7 +5,9 @@
 first zero crossing, with the exponential fit beside them) and overall ``rg_r2`` and
 ``tau_r2``.  Figures: Rg and relaxation time, rollout against reference (scatter, with the
 reference's first half against its second half as the noise floor); the Rg^2 autocorrelation
-of every sequence; the bead-bead distance distributions.
+of every sequence; the bead-bead distance distributions.  When the study ran the baseline
+(force-matched HIP-NN-TS with Langevin dynamics), its figures stand beside the rollout's
+everywhere: ``report.json["baseline"]`` holds the same keys.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def plot_scatter(rows: list[dict], overall: dict, path: Path) -> Path:
+def plot_scatter(rows: list[dict], overall: dict, path: Path, baseline: dict | None = None) -> Path:
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
     panels = (("rg", 1.0, "mean Rg (Å)", "rg_r2"), ("tau", 1e-3, "Rg² relaxation time (ps)", "tau_r2"))
@@ -54,7 +56,13 @@ def plot_scatter(rows: list[dict], overall: dict, path: Path) -> Path:
         ax.scatter(ref, roll, color="C0", label=f"learned rollout (r² {overall[r2]:.2f})")
         for r, x, y in zip(rows, ref, roll):
             ax.annotate(r["name"], (x, y), fontsize=7, xytext=(3, 2), textcoords="offset points")
-        finite = np.concatenate([ref, roll[np.isfinite(roll)], halves.ravel()])
+        finite = [ref, roll[np.isfinite(roll)], halves.ravel()]
+        if baseline is not None:
+            base = np.array([r[f"{key}_rollout"] for r in baseline["sequences"]]) * unit
+            ax.scatter(ref, base, color="C3", marker="s", s=18,
+                       label=f"baseline: force-matched, Langevin (r² {baseline['overall'][r2]:.2f})")
+            finite.append(base[np.isfinite(base)])
+        finite = np.concatenate(finite)
         lo, hi = float(np.min(finite)), float(np.max(finite))
         pad = 0.08 * (hi - lo or 1.0)
         ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=0.8)
@@ -118,17 +126,25 @@ def _fmt(x, spec=".3g") -> str:
 def markdown(evaluation: dict, figures: dict[str, Path]) -> str:
     o, rows = evaluation["overall"], evaluation["sequences"]
     tr = evaluation.get("training", {})
+    base = evaluation.get("baseline")
+    b = base["overall"] if base else None
+    extra = lambda key, spec=".3g": f" {_fmt(b[key], spec)} |" if b else ""  # noqa: E731
     lines = [
         "# Learned large-timestep CG dynamics: held-out sequences", "",
         f"Learned step {_fmt(tr.get('learned_step_fs', float('nan')) / 1000, '.3g')} ps; best epoch "
         f"{tr.get('best_epoch')}, validation NLL {_fmt(tr.get('val_nll'))}.", "",
-        "| | rollout | reference, half vs half (noise floor) |", "|---|---|---|",
-        f"| Rg r² | {_fmt(o['rg_r2'])} | {_fmt(o['rg_r2_reference_halves'])} |",
-        f"| relaxation-time r² (integral) | {_fmt(o['tau_r2'])} | {_fmt(o['tau_r2_reference_halves'])} |",
-        f"| relaxation-time r² (exponential fit) | {_fmt(o['tau_exp_r2'])} | |", "",
-        f"Collision steps {o['collisions']}, blow-ups {o['blowups']}, bond-cap steps {o.get('bond_caps', 0)} "
-        f"of {o.get('rollout_steps', 'n/a')} rollout steps; simulated time per wall "
-        f"second {_fmt(o['speedup'])}x the reference MD's (median over sequences, one core each).", "",
+        "| | learned rollout |" + (" baseline: force-matched HIP-NN-TS, Langevin |" if b else "")
+        + " reference, half vs half (noise floor) |", "|---|---|" + ("---|" if b else "") + "---|",
+        f"| Rg r² | {_fmt(o['rg_r2'])} |{extra('rg_r2')} {_fmt(o['rg_r2_reference_halves'])} |",
+        f"| relaxation-time r² (integral) | {_fmt(o['tau_r2'])} |{extra('tau_r2')} "
+        f"{_fmt(o['tau_r2_reference_halves'])} |",
+        f"| relaxation-time r² (exponential fit) | {_fmt(o['tau_exp_r2'])} |{extra('tau_exp_r2')} |",
+        f"| collision steps | {o['collisions']} |{extra('collisions', 'd')} |",
+        f"| blow-ups | {o['blowups']} |{extra('blowups', 'd')} |",
+        f"| simulated time per wall second / reference MD's (median) | {_fmt(o['speedup'])} |"
+        f"{extra('speedup')} |", "",
+        f"Bond-cap steps {o.get('bond_caps', 0)} of {o.get('rollout_steps', 'n/a')} rollout steps; "
+        "speeds on one core each (the rollouts of all sequences as one batch).", "",
         "| sequence | Rg rollout (Å) | Rg reference (Å) | tau rollout (ps) | tau reference (ps) | "
         "distance overlap | collisions | bond caps | blow-ups |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -145,12 +161,17 @@ def write_dynamics_report(evaluation: dict, outdir: str | Path) -> dict[str, Pat
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     rows, overall = evaluation["sequences"], evaluation["overall"]
-    figures = {"rg_scatter": plot_scatter(rows, overall, outdir / "rg_scatter.png"),
+    baseline = evaluation.get("baseline")
+    figures = {"rg_scatter": plot_scatter(rows, overall, outdir / "rg_scatter.png", baseline),
                "acf": plot_acf(rows, outdir / "acf.png"),
                "distances": plot_distances(rows, outdir / "distances.png")}
     report = {"units": {"rg": "Å", "tau": "fs"},
               "sequences": [{k: r.get(k) for k in PER_SEQUENCE} for r in rows],
               **{k: overall[k] for k in overall}, "training": evaluation.get("training", {})}
+    if baseline is not None:
+        report["baseline"] = {"model": "force-matched HIP-NN-TS (hipcg.train), Langevin dynamics in LAMMPS",
+                              "sequences": [{k: r.get(k) for k in PER_SEQUENCE} for r in baseline["sequences"]],
+                              **baseline["overall"]}
     paths = {"report_json": write_json_atomic(outdir / "report.json", report, default=float),
              "markdown": write_text_atomic(outdir / "report.md", markdown(evaluation, figures))}
     return paths | figures

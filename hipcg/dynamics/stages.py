@@ -1,6 +1,6 @@
 """The learned-dynamics study as a pipeline (``kind: dynamics`` in a pipeline file).
 
-data -> partition -> train -> rollout -> evaluate -> report, each a thin adapter from its
+data -> partition -> train -> rollout [-> baseline] -> evaluate -> report, each a thin adapter from its
 section of the pipeline file to the plain functions of :mod:`hipcg.dynamics`; caching, keys and
 resuming are :mod:`hipcg.pipeline`'s, as for the force-field study.
 
@@ -10,7 +10,11 @@ resuming are :mod:`hipcg.pipeline`'s, as for the force-field study.
 * train: the dynamics and score networks (:func:`~hipcg.dynamics.train.train_dynamics`);
 * rollout: every held-out sequence from its reference's starting windows, in one batch
   (:func:`~hipcg.dynamics.rollout.rollout_batch`), with ``dumps/<name>.rollout.dump``;
-* evaluate: per-sequence Rg, relaxation times, distance distributions, speed; r^2 overall;
+* baseline (only when the file has a ``baseline`` section): the same chains coarse-grained with
+  hipcg's force-matched HIP-NN-TS and run with Langevin dynamics in LAMMPS
+  (:func:`~hipcg.dynamics.baseline.run_baseline`, its parts cached in the stage folder);
+* evaluate: per-sequence Rg, relaxation times, distance distributions, speed; r^2 overall; the
+  baseline's runs scored the same way;
 * report: ``report.json``, ``report.md`` and the Rg scatter / ACF / distance plots.
 """
 
@@ -26,7 +30,7 @@ import numpy as np
 from ..config import ConfigError, Positive, check_fields, from_dict
 from ..pipeline import Pipeline, PipelineConfigError, StageContext, StageDef
 
-DYNAMICS_STAGES = ("data", "partition", "train", "rollout", "evaluate", "report")
+DYNAMICS_STAGES = ("data", "partition", "train", "rollout", "baseline", "evaluate", "report")
 
 
 @dataclass
@@ -49,6 +53,7 @@ class DynamicsPipelineSpec:
     partition: dict = field(default_factory=dict)  # PartitionSection
     train: dict = field(default_factory=dict)      # DynamicsTrainConfig
     rollout: dict = field(default_factory=dict)    # RolloutConfig
+    baseline: dict | None = None                   # BaselineConfig; None: no baseline stage
     evaluate: dict = field(default_factory=dict)
     report: dict = field(default_factory=dict)
 
@@ -73,6 +78,18 @@ def _rollout_config(spec: DynamicsPipelineSpec):
     return from_dict(RolloutConfig, spec.rollout, "rollout")
 
 
+def _baseline_config(spec: DynamicsPipelineSpec):
+    from .baseline import BaselineConfig
+
+    beads = from_dict(PartitionSection, spec.partition, "partition").monomers_per_bead
+    section = dict(spec.baseline or {})
+    if section.get("monomers_per_bead", beads) != beads:
+        raise ConfigError(f"baseline.monomers_per_bead: {section['monomers_per_bead']} differs from "
+                          f"partition.monomers_per_bead ({beads}); the baseline uses the same beads, "
+                          f"remove it here")
+    return from_dict(BaselineConfig, {**section, "monomers_per_bead": beads}, "baseline")
+
+
 def validate(spec: DynamicsPipelineSpec) -> None:
     from ..errors import HipcgError
     from .chains import load_chain_system
@@ -85,6 +102,8 @@ def validate(spec: DynamicsPipelineSpec) -> None:
     from_dict(PartitionSection, spec.partition, "partition")
     _train_config(spec)
     _rollout_config(spec)
+    if spec.baseline is not None:
+        _baseline_config(spec)
     for name in ("evaluate", "report"):
         if getattr(spec, name):
             raise ConfigError(f"{name}: takes no settings; remove the section")
@@ -172,25 +191,43 @@ def run_rollout(ctx: StageContext) -> dict:
             "dumps": dumps, "wall_seconds": float(results[0].wall_seconds) if results else 0.0}
 
 
-def run_evaluate(ctx: StageContext) -> dict:
-    from ..atomic import write_json_atomic
+def run_baseline_stage(ctx: StageContext) -> dict:
+    from .baseline import SUMMARY, run_baseline
+    from .chains import open_chain_run
+
+    system = _system(ctx)
+    runs = ctx.upstream["data"]["runs"]
+    tests = _trajectories(ctx, "test")
+    run_baseline([open_chain_run(runs[name]) for name in system.names("train")], tests, system,
+                 _baseline_config(ctx.pipeline.spec), ctx.directory, progress=True)
+    return {"rollouts": {t.name: str(ctx.directory / "md" / f"{t.name}.npz") for t in tests},
+            "summary": str(ctx.directory / SUMMARY)}
+
+
+def _scored(rollouts: dict, trajs: list) -> dict:
     from .evaluate import evaluate_sequence, summarise
     from .rollout import load_rollout
 
-    rows = []
-    for traj in _trajectories(ctx, "test"):
-        result = load_rollout(ctx.upstream["rollout"]["rollouts"][traj.name])
-        rows.append(evaluate_sequence(result, traj))
-    overall = summarise(rows)
-    path = write_json_atomic(ctx.directory / "evaluation.json",
-                             {"overall": overall, "sequences": rows,
-                              "training": ctx.upstream["train"]}, default=float)
-    print(summary_line(overall))
-    return {"evaluation": str(path), "overall": overall}
+    rows = [evaluate_sequence(load_rollout(rollouts[traj.name]), traj) for traj in trajs]
+    return {"overall": summarise(rows), "sequences": rows}
 
 
-def summary_line(overall: dict) -> str:
-    return (f"dynamics: {overall['n_sequences']} held-out sequences: Rg r^2 {overall['rg_r2']:.3f}, "
+def run_evaluate(ctx: StageContext) -> dict:
+    from ..atomic import write_json_atomic
+
+    trajs = _trajectories(ctx, "test")
+    evaluation = {**_scored(ctx.upstream["rollout"]["rollouts"], trajs), "training": ctx.upstream["train"]}
+    print(summary_line(evaluation["overall"]))
+    if "baseline" in ctx.upstream:
+        evaluation["baseline"] = _scored(ctx.upstream["baseline"]["rollouts"], trajs)
+        print(summary_line(evaluation["baseline"]["overall"], "baseline (force-matched HIP-NN-TS, Langevin)"))
+    path = write_json_atomic(ctx.directory / "evaluation.json", evaluation, default=float)
+    return {"evaluation": str(path), "overall": evaluation["overall"],
+            "baseline": evaluation.get("baseline", {}).get("overall")}
+
+
+def summary_line(overall: dict, label: str = "dynamics") -> str:
+    return (f"{label}: {overall['n_sequences']} held-out sequences: Rg r^2 {overall['rg_r2']:.3f}, "
             f"relaxation-time r^2 {overall['tau_r2']:.3f} (exp fit {overall['tau_exp_r2']:.3f}), "
             f"{overall['collisions']} collision steps, {overall['blowups']} blow-ups, "
             f"bond cap at {overall['bond_caps']} of {overall['rollout_steps']} steps, "
@@ -206,7 +243,8 @@ def run_report(ctx: StageContext) -> dict:
 
 
 STAGE_FUNCTIONS = {"data": run_data, "partition": run_partition, "train": run_train,
-                   "rollout": run_rollout, "evaluate": run_evaluate, "report": run_report}
+                   "rollout": run_rollout, "baseline": run_baseline_stage, "evaluate": run_evaluate,
+                   "report": run_report}
 STAGE_SECTIONS = {"evaluate": ("evaluate",), "report": ("report",)}
 
 
@@ -228,7 +266,7 @@ def load_dynamics_pipeline(path: Path, data: dict) -> Pipeline:
     stages = [StageDef(name, STAGE_FUNCTIONS[name],
                        _system_fingerprint if name == "data" else (lambda p: None),
                        STAGE_SECTIONS.get(name, ()))
-              for name in DYNAMICS_STAGES]
+              for name in DYNAMICS_STAGES if name != "baseline" or spec.baseline is not None]
     config = dataclasses.asdict(spec)
     config["out"] = str(config["out"])
     return Pipeline(path=path, config=config, root=Path(spec.out), stages=stages, spec=spec)
