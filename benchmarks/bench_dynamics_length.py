@@ -6,13 +6,15 @@ end to end to length L and written into a copy of the system file; LAMMPS runs e
 reference's simulated time per wall second; the bead trajectory of that run gives the starting
 windows, and the trained model (``--model``, e.g. the pipeline's
 ``runs/polymer-dynamics/03-train/dynamics_model.pt``) rolls every sequence out, batched, for
-``--steps`` learned steps on ``--threads`` cores.  Prints one line per length and writes JSON.
+``--steps`` learned steps on ``--threads`` cores, with ``--starts`` rollouts per sequence (one
+row per value: the network's cost per chain falls a little as the batch grows).  Prints one
+line per length and batch, and writes JSON.
 
 Only speed is measured here: the model was trained on 40-mers, and its accuracy on longer
 chains is not claimed.
 
     .venv/bin/python benchmarks/bench_dynamics_length.py \\
-        --model runs/polymer-dynamics/03-train/dynamics_model.pt --lengths 40 80 160 \\
+        --model runs/polymer-dynamics/03-train/dynamics_model.pt --lengths 40 80 160 --starts 4 16 \\
         --out benchmarks/results/dynamics_length.json
 """
 
@@ -60,7 +62,7 @@ def main() -> None:
                                                         "triblock-B6A28B6"])
     ap.add_argument("--md-steps", type=int, default=200_000, help="production MD steps per chain")
     ap.add_argument("--steps", type=int, default=100, help="learned steps per rollout")
-    ap.add_argument("--starts", type=int, default=4)
+    ap.add_argument("--starts", type=int, nargs="+", default=[4, 16])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None)
@@ -87,24 +89,25 @@ def main() -> None:
             runs = run_chains(cfg, tmp / f"runs-L{length}", roles="test", progress=False)
             trajs = [map_chain(run, system, per_bead) for run in runs.values()]
             md = np.array([t.md_fs_per_wall_second for t in trajs])
-            rc = RolloutConfig(steps=args.steps, starts=args.starts, threads=args.threads,
-                               checkpoint_every=10 * args.steps)
-            t0 = time.perf_counter()
-            results = rollout_batch(model, trajs, rc, tmp / f"rollouts-L{length}", progress=False)
-            wall = time.perf_counter() - t0
-            learned = results[0].fs_per_wall_second
-            blowups = sum(b is not None for r in results for b in r.blowups)
-            row = {"chain_length": length, "beads": int(trajs[0].n_beads), "sequences": len(trajs),
-                   "rollouts": len(trajs) * args.starts, "md_fs_per_wall_second_median": float(np.median(md)),
-                   "md_fs_per_wall_second": md.tolist(), "learned_fs_per_wall_second": learned,
-                   "speedup_median": float(np.median(learned / md)),
-                   "ms_per_learned_step": 1000.0 * sum(r.wall_seconds for r in results) / args.steps,
-                   "rollout_wall_seconds": wall, "blowups": blowups}
-            rows.append(row)
-            print(f"L={length:4d} ({row['beads']} beads): MD {row['md_fs_per_wall_second_median'] / 1e6:.2f} "
-                  f"ns/s per chain; learned {learned / 1e6:.1f} ns/s ({row['rollouts']} rollouts batched, "
-                  f"{row['ms_per_learned_step']:.1f} ms per learned step); ratio {row['speedup_median']:.1f}x"
-                  + (f"; {blowups} blow-ups" if blowups else ""), flush=True)
+            for starts in args.starts:
+                rc = RolloutConfig(steps=args.steps, starts=starts, threads=args.threads,
+                                   checkpoint_every=10 * args.steps)
+                t0 = time.perf_counter()
+                results = rollout_batch(model, trajs, rc, tmp / f"rollouts-L{length}-{starts}", progress=False)
+                wall = time.perf_counter() - t0
+                learned = results[0].fs_per_wall_second
+                blowups = sum(b is not None for r in results for b in r.blowups)
+                row = {"chain_length": length, "beads": int(trajs[0].n_beads), "sequences": len(trajs),
+                       "rollouts": len(trajs) * starts, "md_fs_per_wall_second_median": float(np.median(md)),
+                       "md_fs_per_wall_second": md.tolist(), "learned_fs_per_wall_second": learned,
+                       "speedup_median": float(np.median(learned / md)),
+                       "ms_per_learned_step": 1000.0 * sum(r.wall_seconds for r in results) / args.steps,
+                       "rollout_wall_seconds": wall, "blowups": blowups}
+                rows.append(row)
+                print(f"L={length:4d} ({row['beads']} beads): MD {row['md_fs_per_wall_second_median'] / 1e6:.2f} "
+                      f"ns/s per chain; learned {learned / 1e6:.1f} ns/s ({row['rollouts']} rollouts batched, "
+                      f"{row['ms_per_learned_step']:.1f} ms per learned step); ratio {row['speedup_median']:.1f}x"
+                      + (f"; {blowups} blow-ups" if blowups else ""), flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "machine": platform.node(),

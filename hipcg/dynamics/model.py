@@ -150,6 +150,16 @@ class BeadGraph:
         self.n_nodes = batch * n
 
 
+def gaussian_basis(dist: torch.Tensor, centres: torch.Tensor, width: float) -> torch.Tensor:
+    """exp(-((d - c) / w)^2) for every pair distance and centre, (P, n_centres).
+
+    The exponent is clipped at -30 (a basis value of 1e-13): torch's CPU exp takes a slow path
+    for arguments far into underflow, ~100x the cost per element (measured: 0.8 ms instead of
+    8 us for 2,880 x 16), and most pairs are far from most centres."""
+    z = ((dist[:, None] - centres.to(dist.dtype)) / width) ** 2
+    return torch.exp(-z.clamp(max=30.0))
+
+
 class _PairFeatures(torch.nn.Module):
     """HIP-NN-TS bead features plus a Gaussian radial basis of pair distances."""
 
@@ -166,8 +176,7 @@ class _PairFeatures(torch.nn.Module):
         with use_kernels():
             layers = self.hipnn(node_inputs, graph.first, graph.second, graph.dist, -graph.vec)
         h = torch.cat(layers[1:], dim=1)
-        rbf = torch.exp(-((graph.dist[:, None] - self.rbf_centres) / self.rbf_width) ** 2)
-        return h, rbf
+        return h, gaussian_basis(graph.dist, self.rbf_centres, self.rbf_width)
 
 
 def _per_configuration(embedding: torch.Tensor, batch: int, n: int, dtype) -> torch.Tensor:
@@ -319,7 +328,7 @@ class ScoreNet(torch.nn.Module):
             h, rbf = self.features(node_in, graph)
         else:
             h = node_in
-            rbf = torch.exp(-((graph.dist[:, None] - self.rbf_centres.to(dtype)) / self.rbf_width) ** 2)
+            rbf = gaussian_basis(graph.dist, self.rbf_centres, self.rbf_width)
         pair_level = level.repeat_interleave(n)[graph.first]
         pair_in = torch.cat([h[graph.first], h[graph.second], rbf, graph.bonded[:, None],
                              pair_level[:, None]], dim=1)

@@ -220,7 +220,7 @@ def _rollout_group(model, trajs: list, cfg: RolloutConfig, ckpt: Path, progress:
                 gen.set_state(torch.as_tensor(z["generator"], dtype=torch.uint8))
     alive = np.array([b is None for b in blowups])
     levels = model.score_levels() if (cfg.correction and score is not None) else []
-    with torch.no_grad():
+    with torch.inference_mode():
         emb_dyn = torch.stack([dyn.embedding(t) for t in topos]).repeat_interleave(cfg.starts, 0)
         emb_score = (torch.stack([score.embedding(t) for t in topos]).repeat_interleave(cfg.starts, 0)
                      if levels else None)
@@ -242,7 +242,7 @@ def _rollout_group(model, trajs: list, cfg: RolloutConfig, ckpt: Path, progress:
         t0 = time.perf_counter()
         live = np.nonzero(alive)[0]
         hist = torch.as_tensor(positions[live, done: done + k + 1], dtype=dtype)
-        with torch.no_grad():
+        with torch.inference_mode():
             mean, tril = dyn(topos[0], hist, embedding=emb_dyn[live])
             z = torch.randn(mean.shape, generator=gen, dtype=dtype)
             x = 2.0 * hist[:, -1] - hist[:, -2] + mean + tril @ z

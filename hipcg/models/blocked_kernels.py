@@ -11,10 +11,10 @@ larger than the inputs: ~10x faster for the small dense graphs of single chains.
 other fast kernels (numba, triton, cupy) are not installed here, and its sparse kernel is slower
 still at this size.
 
-The kernels are plain differentiable torch (registered with ``wrap=False``), so training
-works through them.  They are selected per call with :func:`use_kernels` (hippynn's own
-``set_custom_kernels``, restored afterwards), not globally: a traced force-field model must
-not bake in one graph's neighbour count.
+The kernels are plain differentiable torch (registered with ``wrap=False`` in hippynn's
+``MessagePassingKernels`` registry), so training works through them.  They are selected per
+call with :func:`use_kernels` and restored afterwards, not globally: a traced force-field model
+must not bake in one graph's neighbour count.
 """
 
 from __future__ import annotations
@@ -93,17 +93,22 @@ except ValueError:  # already registered (module reloaded)
     pass
 
 
+def _activate(name: str) -> None:
+    """hippynn's ``set_custom_kernels`` without its per-call availability scan (which
+    re-imports the optional GPU packages: ~0.2 ms, as much as a small network call): the same
+    three module-level kernels and the name, set from hippynn's registry."""
+    impl = MessagePassingKernels.get_implementation(name)
+    custom_kernels.envsum, custom_kernels.sensesum, custom_kernels.featsum = \
+        impl.envsum, impl.sensesum, impl.featsum
+    custom_kernels.CUSTOM_KERNELS_ACTIVE = name
+
+
 @contextlib.contextmanager
 def use_kernels(name: str = BLOCKED):
     """hippynn's message-passing kernels set to ``name`` inside the block, restored after."""
     previous = custom_kernels.CUSTOM_KERNELS_ACTIVE
-    with warnings.catch_warnings():
-        # hippynn warns about any implementation not in its own list
-        warnings.simplefilter("ignore", UserWarning)
-        custom_kernels.set_custom_kernels(name)
+    _activate(name)
     try:
         yield
     finally:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            custom_kernels.set_custom_kernels(previous)
+        _activate(previous)
