@@ -157,7 +157,8 @@ def test_shipped_pipelines_validate(name, monkeypatch):
     monkeypatch.chdir(REPO)  # their relative paths are relative to the repository root
     pipeline = load_pipeline(REPO / "pipelines" / name)
     if getattr(pipeline.spec, "kind", None) == "dynamics":  # learned chain dynamics: own stages
-        assert pipeline.stage_names() == ["data", "partition", "train", "rollout", "evaluate", "report"]
+        assert pipeline.stage_names() == ["data", "partition", "train", "rollout", "baseline", "evaluate",
+                                          "report"]
         assert pipeline.stage_dir("rollout").name == "04-rollout"
         return
     assert [s.name for s in pipeline.stages][0] == "reference"
