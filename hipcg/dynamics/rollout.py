@@ -214,7 +214,8 @@ def _rollout_group(model, trajs: list, cfg: RolloutConfig, ckpt: Path, progress:
     if ckpt.exists():
         with np.load(ckpt, allow_pickle=False) as z:
             if str(z["identity"][()]) == identity:
-                positions, done = z["positions"], int(z["done"])
+                done = int(z["done"])
+                positions[:, :done + k + 1] = z["positions"]
                 collisions, wall, caps = z["collisions"], float(z["wall"]), z["caps"]
                 blowups = json.loads(str(z["blowups"][()]))
                 gen.set_state(torch.as_tensor(z["generator"], dtype=torch.uint8))
@@ -227,7 +228,8 @@ def _rollout_group(model, trajs: list, cfg: RolloutConfig, ckpt: Path, progress:
 
     def save():
         with atomic_path(ckpt) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, identity=np.array(identity), positions=positions, done=np.array(done),
+            # only the frames so far: the rest is NaN, and a long batch is tens of MB in full
+            np.savez(fh, identity=np.array(identity), positions=positions[:, :done + k + 1], done=np.array(done),
                      collisions=collisions, wall=np.array(wall), blowups=np.array(json.dumps(blowups)),
                      generator=gen.get_state().numpy(), caps=caps)
 
