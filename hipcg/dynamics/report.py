@@ -144,7 +144,9 @@ def markdown(evaluation: dict, figures: dict[str, Path]) -> str:
         f"| simulated time per wall second / reference MD's (median) | {_fmt(o['speedup'])} |"
         f"{extra('speedup')} |", "",
         f"Bond-cap steps {o.get('bond_caps', 0)} of {o.get('rollout_steps', 'n/a')} rollout steps; "
-        "speeds on one core each (the rollouts of all sequences as one batch).", "",
+        "speeds on one core each (the rollouts of all sequences as one batch); the reference's are "
+        "those of the data stage, which runs `data.parallel` chains at a time, so on a 2-core machine the "
+        "ratio reads higher than with the machine otherwise idle (`benchmarks/bench_dynamics_length.py`).", "",
         "| sequence | Rg rollout (Å) | Rg reference (Å) | tau rollout (ps) | tau reference (ps) | "
         "distance overlap | collisions | bond caps | blow-ups |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
