@@ -1,15 +1,15 @@
 """Blocked message-passing kernels for hippynn on CPU: each atom's pairs as one small matmul.
 
-hippynn's interaction layers spend their time in three kernels (``envsum``, ``sensesum``,
-``featsum``; hippynn's docs, "Custom Kernels").  Its plain-torch version forms the full
-pair x sensitivities x features outer product and scatters it onto atoms; on CPU that
-temporary is memory-bound: for 32 ten-bead chains (2,880 pairs, 54 sensitivities of
-HipnnQuad, 12 features) it costs ~3 ms of a ~5 ms network call.  When the pairs of each atom
-are laid out side by side (padded to the largest neighbour count), the same sums are batched
-matrix products, (atoms, sens, slots) @ (atoms, slots, feat), with no pair-level temporary
-larger than the inputs: ~10x faster for the small dense graphs of single chains.  hippynn's
-other fast kernels (numba, triton, cupy) are not installed here, and its sparse kernel is slower
-still at this size.
+hippynn's interaction layers spend much of their time in three kernels (``envsum``,
+``sensesum``, ``featsum``; hippynn's docs, "Custom Kernels").  Its plain-torch version forms
+the full pair x sensitivities x features outer product and scatters it onto atoms; on CPU that
+temporary is memory-bound.  When the pairs of each atom are laid out side by side (padded to
+the largest neighbour count), the same sums are batched matrix products, (atoms, sens, slots)
+@ (atoms, slots, feat), with no pair-level temporary larger than the inputs.  Measured on one
+core: ``envsum`` alone for 32 ten-bead chains (2,880 pairs, 54 sensitivities, 12 features)
+1.4 ms -> 0.11 ms; a whole dynamics-network call ~15 % faster at 10 beads per chain, a whole
+learned step ~1.4x at 40.  hippynn's other fast kernels (numba, triton, cupy) are not installed here, and its
+sparse kernel is slower still at this size.
 
 The kernels are plain differentiable torch (registered with ``wrap=False`` in hippynn's
 ``MessagePassingKernels`` registry), so training works through them.  They are selected per
