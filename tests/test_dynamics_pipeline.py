@@ -63,6 +63,7 @@ def test_tiny_pipeline_runs_every_stage_and_writes_the_report(study):
     assert np.isfinite(base["rg_r2"]) and base["n_sequences"] == 8
     for r, b in zip(report["sequences"], base["sequences"]):
         assert b["rg_reference"] == r["rg_reference"] and np.isfinite(b["rg_rollout"])
+        assert len(b["collisions"]) == len(b["blowups"]) == 2   # checked, per baseline run
     assert "baseline: force-matched HIP-NN-TS" in (pipeline.root / "07-report" / "report.md").read_text()
 
 
@@ -90,6 +91,23 @@ def test_bead_dumps_hold_the_reference_and_the_rollouts(study):
     rg0 = metrics.radius_of_gyration(res.positions[:, 0], traj.bead_masses)
     assert np.all((rg0 > 0.5 * traj.positions.std()) | (rg0 > 1.0))
     assert frames[1]["timestep"] - frames[0]["timestep"] == round(res.learned_step_fs)
+
+
+def test_frames_made_elsewhere_get_the_rollout_checks():
+    """check_frames (the baseline's runs): a collision counted per frame, the first over-long
+    bond recorded as the blow-up, the positions untouched."""
+    from hipcg.dynamics.rollout import RolloutResult, check_frames
+
+    x = np.zeros((2, 4, 3, 3))
+    x[:, :, :, 0] = [0.0, 4.0, 8.0]            # a straight 3-bead chain, bonds 4 Å
+    x[0, 2, 2, 0] = 4.5                         # frame 2 of run 0: beads 1 and 2 0.5 Å apart
+    x[1, 3, 2, 0] = 30.0                        # frame 3 of run 1: bond 1-2 stretched to 26 Å
+    res = RolloutResult("s", x, np.arange(4.0), np.zeros(2, int), [None, None], 1.0, 1.0)
+    out = check_frames(res, np.array([[0, 1], [1, 2]]), collide_at=1.0, blowup_at=10.0)
+    assert out.collisions.tolist() == [1, 0]
+    assert out.blowups[0] is None
+    assert out.blowups[1] == {"step": 3, "pair": [1, 2], "distance": 26.0}
+    assert np.array_equal(out.positions, x)
 
 
 def test_a_second_run_skips_every_stage(study):

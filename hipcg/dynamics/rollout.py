@@ -30,6 +30,7 @@ unbroken one.  At the end each sequence's result goes to ``<name>.npz`` (:func:`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -141,6 +142,28 @@ def _check_step(x: np.ndarray, bonds: np.ndarray, blowup_at: float, collide_at: 
     return records, collided
 
 
+def check_limits(scales: dict, cfg: RolloutConfig) -> tuple[float, float]:
+    """(collision distance, blow-up bond length) in Å, from the training data's ``scales``."""
+    return (cfg.collision_fraction * scales["closest_distance"],
+            cfg.blowup_fraction * scales["longest_bond"])
+
+
+def check_frames(result: RolloutResult, bonds: np.ndarray, collide_at: float,
+                 blowup_at: float) -> RolloutResult:
+    """The per-step checks applied afterwards to every frame of trajectories made elsewhere
+    (the baseline's LAMMPS runs, whose frames are as far apart as learned steps): collisions
+    counted per run, its first blow-up recorded.  Positions are left as they are."""
+    starts, frames = result.positions.shape[:2]
+    collisions, blowups = np.zeros(starts, int), [None] * starts
+    for f in range(1, frames):
+        records, collided = _check_step(result.positions[:, f], bonds, blowup_at, collide_at)
+        for b, (rec, hit) in enumerate(zip(records, collided)):
+            if blowups[b] is None and rec is not None:
+                blowups[b] = {"step": f, **rec}
+            collisions[b] += int(hit)
+    return dataclasses.replace(result, collisions=collisions, blowups=blowups)
+
+
 def _groups(trajs: list) -> list[list[int]]:
     """Indices of sequences that can share a batch: same bead count and bead bonds."""
     groups: dict[tuple, list[int]] = {}
@@ -195,8 +218,7 @@ def _rollout_group(model, trajs: list, cfg: RolloutConfig, ckpt: Path, progress:
     dtype = next(dyn.parameters()).dtype
     topos = [ChainTopology.from_trajectory(t) for t in trajs]
     bonds = np.asarray(trajs[0].bead_bonds, dtype=int).reshape(-1, 2)
-    collide_at = cfg.collision_fraction * model.scales["closest_distance"]
-    blowup_at = cfg.blowup_fraction * model.scales["longest_bond"]
+    collide_at, blowup_at = check_limits(model.scales, cfg)
     cap_at = cfg.bond_cap * model.scales["longest_bond"]
     masses = np.asarray(trajs[0].bead_masses, dtype=float)
     presents = [start_frames(t.n_frames, cfg.starts, k, step) for t in trajs]

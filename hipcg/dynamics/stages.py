@@ -192,16 +192,27 @@ def run_rollout(ctx: StageContext) -> dict:
 
 
 def run_baseline_stage(ctx: StageContext) -> dict:
+    """The baseline's runs, with the rollouts' collision and blow-up checks (same limits, from
+    the training data) applied to their frames: ``checked/<name>.npz``."""
     from .baseline import SUMMARY, run_baseline
     from .chains import open_chain_run
+    from .rollout import check_frames, check_limits, save_rollout
+    from .train import load_dynamics_model
 
     system = _system(ctx)
     runs = ctx.upstream["data"]["runs"]
     tests = _trajectories(ctx, "test")
-    run_baseline([open_chain_run(runs[name]) for name in system.names("train")], tests, system,
-                 _baseline_config(ctx.pipeline.spec), ctx.directory, progress=True)
-    return {"rollouts": {t.name: str(ctx.directory / "md" / f"{t.name}.npz") for t in tests},
-            "summary": str(ctx.directory / SUMMARY)}
+    results = run_baseline([open_chain_run(runs[name]) for name in system.names("train")], tests,
+                           system, _baseline_config(ctx.pipeline.spec), ctx.directory, progress=True)
+    scales = load_dynamics_model(ctx.upstream["train"]["model"]).scales
+    collide_at, blowup_at = check_limits(scales, _rollout_config(ctx.pipeline.spec))
+    checked = {}
+    (ctx.directory / "checked").mkdir(exist_ok=True)
+    for traj in tests:
+        bonds = np.asarray(traj.bead_bonds, dtype=int).reshape(-1, 2)
+        result = check_frames(results[traj.name], bonds, collide_at, blowup_at)
+        checked[traj.name] = str(save_rollout(ctx.directory / "checked" / f"{traj.name}.npz", result))
+    return {"rollouts": checked, "summary": str(ctx.directory / SUMMARY)}
 
 
 def _scored(rollouts: dict, trajs: list) -> dict:
